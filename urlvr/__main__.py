@@ -1,0 +1,5 @@
+import sys
+
+from urlvr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,505 @@
+r"""Math-answer equivalence with math-verify, in worker processes with a hard per-call timeout.
+
+Two relations, both on answer *strings* (the content of a ``\boxed{}``):
+
+- **gold check** ``equivalent(gold, pred)``: math-verify's ``verify(parse(gold), parse(pred))``.
+  It is asymmetric (assignments such as ``x=5`` and relation/interval conversions), so the cache key is
+  the ordered pair.
+- **cluster equivalence** (voting): ``verify(a, b) or verify(b, a)``, cached on the unordered pair.
+
+Why workers: math-verify's own timeouts use ``signal.alarm`` and raise outside the main thread, and
+sympy can run for minutes on inputs like ``2^{2^{2^{2^{30}}}}``. Each worker runs parse/verify in its
+main thread under a soft ``SIGALRM`` limit; the parent also keeps a hard deadline and kills and
+replaces a worker that does not answer (a long C-level computation ignores signals). Workers are
+started lazily with the ``spawn`` start method (the parent has torch loaded; ``fork`` is unsafe), and a
+timed-out comparison counts as *not equivalent*.
+
+The math-verify call is pinned (:data:`GRADER_CONFIG`, :func:`grader_version`): a bare answer string
+``s`` is parsed as ``\boxed{s}`` with ``LatexExtractionConfig`` then ``ExprExtractionConfig``, the
+library defaults of math-verify 0.9.0 written out, so results do not drift with library defaults.
+
+Cheap decisions made without math-verify (so a vote over 8 integers costs microseconds):
+identical non-empty strings are equivalent, and two strings whose :func:`canonical_answer` are both
+plain integers are equivalent exactly when the integers are equal. :meth:`Grader.cross_check` compares
+raw math-verify verdicts with the string normaliser so either can be audited.
+
+>>> canonical_answer("\\left( 3, \\dfrac{\\pi}{2} \\right).")
+'(3,\\frac{\\pi}{2})'
+>>> canonical_answer("142.0"), canonical_answer("0.50"), canonical_answer("\\text{(C)}")
+('142', '0.5', '(C)')
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import itertools
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from decimal import Decimal, InvalidOperation
+from importlib.metadata import version
+from multiprocessing.connection import Connection, wait
+from typing import Any, Iterable
+
+__all__ = [
+    "Grader", "default_grader", "canonical_answer", "cross_check", "grader_version", "GRADER_CONFIG",
+]
+
+GRADER_CONFIG: dict[str, Any] = {
+    "config": "v1",
+    "wrap": "bare string s is parsed as \\boxed{s} (unless it already contains \\boxed)",
+    "extraction_config": [
+        "LatexExtractionConfig(try_extract_without_anchor=True, boxed_match_priority=50, "
+        "normalization_config=NormalizationConfig(basic_latex=True, units=True, malformed_operators=True, "
+        "nits=True, boxed='all', equations=False))",
+        "ExprExtractionConfig(try_extract_without_anchor=True)",
+    ],
+    "fallback_mode": "first_match",
+    "extraction_mode": "any_match",
+    "float_rounding": 6,
+    "numeric_precision": 15,
+    "strict": True,
+    "allow_set_relation_comp": False,
+    "gold_relation": "verify(parse(gold), parse(pred))",
+    "cluster_relation": "verify(a, b) or verify(b, a)",
+    "shortcuts": "identical non-empty strings -> True; both canonical forms integers -> integer equality",
+    "timeout": "soft SIGALRM in the worker + hard kill by the parent; a timeout counts as False",
+}
+"""The pinned grading setup; bump ``config`` when any entry changes (it is part of the version)."""
+
+
+def grader_version() -> str:
+    """Identifies the grader for run records, e.g. ``math-verify==0.9.0;config=v1``."""
+    return f"math-verify=={version('math-verify')};config={GRADER_CONFIG['config']}"
+
+
+# ---- the cheap string normaliser --------------------------------------------------------------
+
+_TEXT_WRAP = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
+_LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![A-Za-z])")
+_SPACING = re.compile(r"\\[!,;: ]|~")
+_DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\degree")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
+_INTEGER = re.compile(r"-?\d+")
+
+
+def canonical_answer(answer: str) -> str:
+    r"""A cheap normal form for voting keys and shortcuts (not a proof of equivalence).
+
+    Drops whitespace, ``\left``/``\right``, thin spaces (``\!``, ``\,``, ``\;``, ``\:``), ``$``
+    delimiters, ``\text{..}``-style wrappers, degree marks (``^\circ``) and trailing full stops; turns
+    ``\dfrac``/``\tfrac`` into ``\frac``; writes plain decimals in shortest form.
+
+    >>> canonical_answer(" 10^{\\circ} "), canonical_answer("-0.0"), canonical_answer(".5")
+    ('10', '0', '0.5')
+    """
+    s = answer.strip().strip("$")
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = _LEFT_RIGHT.sub("", s)
+    s = _SPACING.sub("", s)
+    s = _DEGREE.sub("", s)
+    while True:
+        unwrapped = _TEXT_WRAP.sub(r"\1", s)
+        if unwrapped == s:
+            break
+        s = unwrapped
+    s = "".join(s.split()).rstrip(".")
+    return _normalise_number(s)
+
+
+def _normalise_number(s: str) -> str:
+    """``142.0`` -> ``142``, ``0.50`` -> ``0.5``, ``-0`` -> ``0``; anything else unchanged."""
+    if len(s) > 100 or not _NUMBER.fullmatch(s):
+        return s
+    try:
+        d = Decimal(s)
+    except InvalidOperation:
+        return s
+    if d == d.to_integral_value():
+        return str(int(d))
+    return format(d.normalize(), "f")
+
+
+def _shortcut(a: str, b: str) -> bool | None:
+    """Verdict decidable without math-verify, or None."""
+    if a.strip() and a.strip() == b.strip():
+        return True
+    ca, cb = canonical_answer(a), canonical_answer(b)
+    if _INTEGER.fullmatch(ca) and _INTEGER.fullmatch(cb):
+        return int(ca) == int(cb)
+    return None
+
+
+# ---- the worker process -----------------------------------------------------------------------
+
+class _SoftTimeout(BaseException):
+    """Raised by the worker's SIGALRM handler; a BaseException so math-verify's ``except Exception``
+    does not swallow it."""
+
+
+def _worker_main(inbox: Connection, outbox: Connection, soft_timeout: float | None) -> None:
+    """Worker loop: receive lists of ``(kind, a, b)``, send back one verdict per item as it finishes.
+
+    A verdict is True, False, ``"timeout"`` or ``"error"``. Runs math-verify in this process's main
+    thread with its own signal timeouts off; ``soft_timeout`` seconds of SIGALRM bound each item.
+    """
+    import logging
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+    logging.getLogger("latex2sympy2_extended").setLevel(logging.CRITICAL)
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, LatexNormalizationConfig, parse, verify
+
+    extraction = [
+        LatexExtractionConfig(
+            try_extract_without_anchor=True,
+            boxed_match_priority=50,
+            normalization_config=LatexNormalizationConfig(
+                basic_latex=True, units=True, malformed_operators=True, nits=True, boxed="all", equations=False,
+            ),
+        ),
+        ExprExtractionConfig(try_extract_without_anchor=True),
+    ]
+    parsed: dict[str, Any] = {}
+
+    def parse_one(s: str):
+        if s not in parsed:
+            if len(parsed) > 20_000:
+                parsed.clear()
+            text = s if "\\boxed" in s else "\\boxed{" + s + "}"
+            parsed[s] = parse(text, extraction, fallback_mode="first_match", extraction_mode="any_match",
+                              parsing_timeout=None)
+        return parsed[s]
+
+    def same(gold: str, pred: str) -> bool:
+        return verify(parse_one(gold), parse_one(pred), float_rounding=6, numeric_precision=15, strict=True,
+                      allow_set_relation_comp=False, timeout_seconds=None)
+
+    def on_alarm(signum, frame):
+        raise _SoftTimeout()
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    same("\\frac{1}{2}", "(0.5, x^2)")  # warm up the LaTeX parser so the first real item is not slow
+    outbox.send("ready")
+    while True:
+        try:
+            batch = inbox.recv()
+        except EOFError:
+            return
+        if batch is None:
+            return
+        for kind, a, b in batch:
+            try:
+                if soft_timeout:
+                    signal.setitimer(signal.ITIMER_REAL, soft_timeout)
+                verdict = same(a, b) or (kind == "sym" and same(b, a))
+            except _SoftTimeout:
+                verdict = "timeout"
+            except Exception:  # a math-verify/sympy bug on odd input: not equivalent
+                verdict = "error"
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            outbox.send(verdict)
+
+
+class _Worker:
+    """One worker process, its two pipe ends and the items it has in flight.
+
+    Started as ``python -P grading.py --worker`` rather than through ``multiprocessing``: the spawn
+    and forkserver start methods re-import the caller's ``__main__`` (a training script with torch)
+    in every worker and fail when it lacks a ``__main__`` guard; a plain interpreter running this
+    stdlib-only file avoids both, and the pipes still carry ``multiprocessing.connection`` messages.
+    """
+
+    def __init__(self, soft_timeout: float | None):
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        args = [sys.executable, "-P", __file__, "--worker", str(to_child_r), str(from_child_w), str(soft_timeout or 0)]
+        try:
+            self.proc = subprocess.Popen(args, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL)
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        self.send_conn = Connection(to_child_w, readable=False)
+        self.conn = Connection(from_child_r, writable=False)
+        self.ready = False
+        self.started = time.monotonic()
+        self.inflight: collections.deque[int] = collections.deque()
+        self.deadline: float | None = None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.send_conn.close()
+        self.conn.close()
+
+    def close(self) -> None:
+        try:
+            self.send_conn.send(None)
+            self.proc.wait(timeout=1)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+
+# ---- the grader -------------------------------------------------------------------------------
+
+class Grader:
+    """A small lazily started pool of math-verify workers with a verdict cache.
+
+    ``workers`` processes are started on the first request; each comparison is bounded by
+    ``timeout`` seconds (soft SIGALRM in the worker, then a hard kill and respawn ``0.5`` s later).
+    ``stats`` counts ``calls`` (comparisons sent to workers), ``cache_hits``, ``shortcuts``,
+    ``timeouts``, ``errors`` and ``restarts``. Thread-safe; pickles as a fresh grader with the same
+    settings; use as a context manager or call :meth:`close`.
+
+    ``soft_timeout=False`` leaves only the parent's hard deadline (tests use it to exercise the kill
+    path).
+    """
+
+    GRACE = 0.5
+    """Seconds the parent waits past ``timeout`` before killing, so the soft path usually wins."""
+    STARTUP_LIMIT = 180.0
+    """Seconds a worker may take to import math-verify before the grader gives up (a bug, not input)."""
+
+    def __init__(self, workers: int = 2, timeout: float = 5.0, *, soft_timeout: bool = True,
+                 cache_size: int = 200_000):
+        if workers < 1 or timeout <= 0:
+            raise ValueError(f"need workers >= 1 and timeout > 0, got workers={workers}, timeout={timeout}")
+        self.workers, self.timeout, self.soft_timeout, self.cache_size = workers, timeout, soft_timeout, cache_size
+        self.stats = {"calls": 0, "cache_hits": 0, "shortcuts": 0, "timeouts": 0, "errors": 0, "restarts": 0}
+        self._cache: dict[tuple[str, str, str], bool] = {}
+        self._pool: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def __reduce__(self):
+        return (Grader, (self.workers, self.timeout))
+
+    def __enter__(self) -> "Grader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers (a later request starts new ones)."""
+        with self._lock:
+            for w in self._pool:
+                w.close()
+            self._pool = []
+
+    # ---- public relations ---------------------------------------------------------------------
+    def equivalent(self, a: str | None, b: str | None) -> bool:
+        """Gold check: is ``b`` (prediction) equivalent to ``a`` (gold)?"""
+        return self.equivalent_many([(a, b)])[0]
+
+    def equivalent_many(self, pairs: Iterable[tuple[str | None, str | None]]) -> list[bool]:
+        """Gold checks for ``(gold, pred)`` pairs in one batch; None or a timeout is not equivalent.
+
+        >>> Grader().equivalent_many([("3", "3.0"), ("3", "4"), ("3", None)])  # shortcuts, no workers
+        [True, False, False]
+        """
+        return self._decide([("gold", g, p) for g, p in pairs])
+
+    def cluster(self, answers: list[str | None]) -> list[int | None]:
+        r"""Equivalence-class id per answer (None for None), numbered by first occurrence.
+
+        Answers with the same :func:`canonical_answer` share a class at no cost; the first raw string
+        of each distinct canonical form is compared with every other in one batch, and a form joins
+        the class of the earliest class head it is equivalent to.
+
+        >>> Grader().cluster(["7", "7.0", None, "8", " 7"])
+        [0, 0, None, 1, 0]
+        """
+        keys = [None if a is None else canonical_answer(a) for a in answers]
+        reps: dict[str, str] = {}
+        for a, k in zip(answers, keys):
+            if k is not None:
+                reps.setdefault(k, a)
+        forms = list(reps)
+        pairs = list(itertools.combinations(range(len(forms)), 2))
+        verdicts = self._decide([("sym", reps[forms[i]], reps[forms[j]]) for i, j in pairs])
+        same = {p for p, v in zip(pairs, verdicts) if v}
+        heads: list[int] = []  # form index of each class's first form
+        class_of: dict[str, int] = {}
+        for j, form in enumerate(forms):
+            cid = next((c for c, h in enumerate(heads) if (h, j) in same), None)
+            if cid is None:
+                cid = len(heads)
+                heads.append(j)
+            class_of[form] = cid
+        return [None if k is None else class_of[k] for k in keys]
+
+    def cross_check(self, pairs: Iterable[tuple[str, str]]) -> list[dict]:
+        """Pairs where raw math-verify (no shortcuts) and canonical-string equality disagree.
+
+        Each row: ``{"gold", "pred", "math_verify", "canonical"}``. A timeout counts as False.
+        """
+        pairs = list(pairs)
+        verified = self._math_verify([("gold", g, p) for g, p in pairs])
+        rows = []
+        for (g, p), mv in zip(pairs, verified):
+            canon = canonical_answer(g) == canonical_answer(p)
+            if mv != canon:
+                rows.append({"gold": g, "pred": p, "math_verify": mv, "canonical": canon})
+        return rows
+
+    # ---- internals ----------------------------------------------------------------------------
+    def _decide(self, items: list[tuple[str, str | None, str | None]]) -> list[bool]:
+        """Shortcuts, then the cache, then math-verify for what is left."""
+        out: list[bool | None] = [None] * len(items)
+        todo: list[int] = []
+        for i, (kind, a, b) in enumerate(items):
+            if a is None or b is None:
+                out[i] = False
+                continue
+            quick = _shortcut(a, b)
+            if quick is not None:
+                out[i] = quick
+                self.stats["shortcuts"] += 1
+                continue
+            todo.append(i)
+        verdicts = self._math_verify([items[i] for i in todo])
+        for i, v in zip(todo, verdicts):
+            out[i] = v
+        return out  # type: ignore[return-value]
+
+    def _key(self, kind: str, a: str, b: str) -> tuple[str, str, str]:
+        return (kind, *sorted((a, b))) if kind == "sym" else (kind, a, b)
+
+    def _math_verify(self, items: list[tuple[str, str, str]]) -> list[bool]:
+        """Cached math-verify verdicts; distinct uncached items go to the workers once."""
+        out: list[bool | None] = [None] * len(items)
+        wanted: dict[tuple[str, str, str], list[int]] = {}
+        for i, (kind, a, b) in enumerate(items):
+            key = self._key(kind, a, b)
+            if key in self._cache:
+                out[i] = self._cache[key]
+                self.stats["cache_hits"] += 1
+            else:
+                wanted.setdefault(key, []).append(i)
+        if wanted:
+            keys = list(wanted)
+            with self._lock:
+                raw = self._run(keys)
+            for key, verdict in zip(keys, raw):
+                ok = verdict is True
+                self._remember(key, ok)
+                for i in wanted[key]:
+                    out[i] = ok
+        return out  # type: ignore[return-value]
+
+    def _remember(self, key: tuple[str, str, str], verdict: bool) -> None:
+        if len(self._cache) >= self.cache_size:  # drop the oldest tenth (dicts keep insertion order)
+            for old in list(itertools.islice(self._cache, max(1, self.cache_size // 10))):
+                del self._cache[old]
+        self._cache[key] = verdict
+
+    def _start_worker(self) -> _Worker:
+        return _Worker(self.timeout if self.soft_timeout else None)
+
+    def _replace(self, w: _Worker) -> None:
+        w.kill()
+        self._pool[self._pool.index(w)] = self._start_worker()
+        self.stats["restarts"] += 1
+
+    def _run(self, items: list[tuple[str, str, str]]) -> list[bool | str]:
+        """Grade ``items`` on the pool; one verdict per item. Caller holds the lock."""
+        while len(self._pool) < self.workers:
+            self._pool.append(self._start_worker())
+        self.stats["calls"] += len(items)
+        results: list[bool | str | None] = [None] * len(items)
+        pending = collections.deque(range(len(items)))
+        hard = self.timeout + (self.GRACE if self.soft_timeout else 0.0)
+        chunk = max(1, min(16, math.ceil(len(items) / (2 * self.workers))))
+        while pending or any(w.inflight for w in self._pool):
+            now = time.monotonic()
+            for w in self._pool:
+                if w.ready and not w.inflight and pending:
+                    batch = [pending.popleft() for _ in range(min(chunk, len(pending)))]
+                    try:
+                        w.send_conn.send([items[i] for i in batch])
+                    except (OSError, ValueError):  # worker died while idle: retry on a fresh one
+                        pending.extendleft(reversed(batch))
+                        self._replace(w)
+                        continue
+                    w.inflight.extend(batch)
+                    w.deadline = now + hard
+            deadlines = [w.deadline for w in self._pool if w.inflight]
+            starting = [w for w in self._pool if not w.ready]
+            wait_s = max(0.0, min(deadlines) - now) if deadlines else 1.0
+            for conn in wait([w.conn for w in self._pool], timeout=wait_s):
+                w = next(w for w in self._pool if w.conn is conn)
+                try:
+                    msg = conn.recv()
+                except (EOFError, OSError):
+                    if not w.ready:
+                        raise RuntimeError(f"grader worker exited while starting (code {w.proc.wait()}); "
+                                           "see its error output above") from None
+                    self._fail(w, results, pending, "error")
+                    continue
+                if msg == "ready":
+                    w.ready = True
+                else:
+                    results[w.inflight.popleft()] = msg
+                    w.deadline = time.monotonic() + hard if w.inflight else None
+            now = time.monotonic()
+            for w in list(self._pool):
+                if w.inflight and w.deadline is not None and now > w.deadline:
+                    self._fail(w, results, pending, "timeout")
+            for w in starting:
+                if not w.ready and w in self._pool and now - w.started > self.STARTUP_LIMIT:
+                    raise RuntimeError(f"grader worker did not start within {self.STARTUP_LIMIT:.0f} s")
+        for r in results:
+            if r == "timeout":
+                self.stats["timeouts"] += 1
+            elif r == "error":
+                self.stats["errors"] += 1
+        return results  # type: ignore[return-value]
+
+    def _fail(self, w: _Worker, results: list, pending: collections.deque, verdict: str) -> None:
+        """The item ``w`` is working on gets ``verdict``; its other items go back to the queue."""
+        if w.inflight:
+            results[w.inflight.popleft()] = verdict
+            pending.extendleft(reversed(w.inflight))
+            w.inflight.clear()
+        self._replace(w)
+
+
+# ---- the process-wide grader ------------------------------------------------------------------
+
+_DEFAULT: Grader | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_grader() -> Grader:
+    """The process-wide :class:`Grader` (2 workers, 5 s), created on first use, closed at exit."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = Grader()
+            atexit.register(_DEFAULT.close)
+        return _DEFAULT
+
+
+def cross_check(pairs: Iterable[tuple[str, str]]) -> list[dict]:
+    """:meth:`Grader.cross_check` on the :func:`default_grader`."""
+    return default_grader().cross_check(pairs)
+
+
+def _worker_cli() -> None:
+    """Entry point of a worker process: ``grading.py --worker IN_FD OUT_FD SOFT_TIMEOUT``."""
+    in_fd, out_fd, soft = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    _worker_main(Connection(in_fd, writable=False), Connection(out_fd, readable=False), soft or None)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
+    _worker_cli()

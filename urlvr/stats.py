@@ -1,0 +1,196 @@
+"""Per-token statistics of the next-token distribution: log-prob, entropy, self-certainty, top-2 gap.
+
+Notation (METHODS §2): logits ``z_t`` of shape ``(V,)`` at position t are the logits that *produced*
+token ``y_t``; the distribution is ``p_t = softmax(z_t / τ)``. Callers align the tensors: for a causal
+LM whose output at position ``i`` predicts token ``i + 1``, pass ``logits[:, :-1]`` with
+``tokens[:, 1:]`` (sliced to the response span). ``V`` is the logits' last dimension: if the model pads
+its vocabulary beyond the tokenizer's, slice the logits first, since padded entries change entropy and
+self-certainty.
+
+Quantities, all of shape ``(B, T)``:
+
+- ``logprob``        ``log p_t(y_t)``
+- ``entropy``        ``H(p_t) = -Σ_v p_t(v) log p_t(v)`` (full distribution; ``log V`` for uniform)
+- ``self_certainty`` ``KL(U ‖ p_t) = -(1/V) Σ_v log p_t(v) - log V`` (``>= 0``; 0 for uniform). The
+  common code form ``logsumexp(z) - mean(z)`` equals this **plus** ``log V`` (select it with
+  ``form="kl_plus_log_v"``; see :data:`SELF_CERTAINTY_FORMS`). A vocabulary entry with ``p = 0`` (a ``-inf``
+  logit) makes the true KL infinite, and it is returned as ``inf``.
+- ``top2_gap``       ``p_t^(1) - p_t^(2)``, top-1 minus top-2 probability (``p^(1)`` when ``V = 1``)
+
+Everything is computed in at least float32 (bf16/fp16 logits are upcast; float64 stays float64) via
+``log_softmax``, so no ``log(0)`` is ever taken. The functions are pure and differentiable; callers
+that only score rollouts wrap them in ``torch.no_grad()``.
+
+>>> import torch
+>>> s = token_stats(torch.zeros(1, 2, 4), torch.tensor([[0, 3]]))
+>>> [round(v, 4) for v in s.entropy[0].tolist()], s.self_certainty[0].tolist()
+([1.3863, 1.3863], [0.0, 0.0])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from urlvr.errors import UrlvrError
+
+__all__ = [
+    "TokenStats", "token_stats", "sampled_logprobs", "token_entropy", "self_certainty", "top2_gap",
+    "SELF_CERTAINTY_FORMS", "masked_mean",
+]
+
+SELF_CERTAINTY_FORMS = ("kl", "kl_plus_log_v")
+"""Self-certainty forms. ``"kl"``: the true ``KL(U ‖ p) = -(1/V) Σ_v log p(v) - log V`` (paper form,
+default; 0 for uniform). ``"kl_plus_log_v"``: ``logsumexp(z) - mean(z) = KL(U ‖ p) + log V``, the form
+common code computes. The two are identical after group normalisation of a reward, different when
+thresholded, logged or mixed with another reward.
+"""
+
+
+class TokenStats(NamedTuple):
+    """Per-token statistics; every field has shape ``(B, T)``."""
+
+    logprob: Tensor
+    """``log p_t(y_t)``."""
+    entropy: Tensor
+    """``H(p_t) = -Σ_v p_t(v) log p_t(v)``."""
+    self_certainty: Tensor
+    """``KL(U ‖ p_t)`` (``form="kl"``) or that plus ``log V`` (``form="kl_plus_log_v"``)."""
+    top2_gap: Tensor
+    """``p_t^(1) - p_t^(2)``."""
+
+
+def _log_probs(logits: Tensor, temperature: float) -> Tensor:
+    """``log softmax(z / τ)`` in at least float32. (..., V) -> (..., V)."""
+    if not temperature > 0:
+        raise UrlvrError(f"temperature must be > 0, got {temperature}; use 1.0 for raw logits")
+    z = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    if temperature != 1.0:
+        z = z / temperature
+    return torch.log_softmax(z, dim=-1)
+
+
+def _check_form(form: str) -> None:
+    if form not in SELF_CERTAINTY_FORMS:
+        raise UrlvrError(f"unknown self-certainty form {form!r}; choose one of: {', '.join(SELF_CERTAINTY_FORMS)}")
+
+
+def _entropy(logp: Tensor) -> Tensor:
+    """``-Σ p log p`` with ``0 · log 0 = 0``. (..., V) -> (...)."""
+    p = logp.exp()
+    return -torch.where(p > 0, p * logp, torch.zeros_like(logp)).sum(dim=-1)
+
+
+def _self_certainty(logp: Tensor, form: str) -> Tensor:
+    """``-(1/V) Σ_v log p(v) - log V`` (+ ``log V`` for ``kl_plus_log_v``). (..., V) -> (...)."""
+    sc = -logp.mean(dim=-1)  # = logsumexp(z) - mean(z)
+    if form == "kl":
+        sc = sc - math.log(logp.shape[-1])
+    return sc
+
+
+def _top2_gap(logp: Tensor) -> Tensor:
+    """``p^(1) - p^(2)``; ``p^(2) = 0`` when ``V = 1``. (..., V) -> (...)."""
+    top = logp.topk(min(2, logp.shape[-1]), dim=-1).values.exp()  # (..., 2)
+    return top[..., 0] - top[..., 1] if top.shape[-1] == 2 else top[..., 0]
+
+
+def _check_aligned(logits: Tensor, tokens: Tensor) -> None:
+    if logits.dim() != 3 or tokens.shape != logits.shape[:2]:
+        raise ValueError(f"expected logits (B, T, V) and tokens (B, T); got {tuple(logits.shape)} and "
+                         f"{tuple(tokens.shape)}")
+
+
+def token_stats(logits: Tensor, tokens: Tensor, temperature: float = 1.0, form: str = "kl",
+                chunk_size: int | None = None) -> TokenStats:
+    """All per-token statistics of ``p_t = softmax(logits[:, t] / temperature)`` at once.
+
+    Args:
+        logits: (B, T, V) logits that produced ``tokens`` (``logits[:, t]`` produced ``tokens[:, t]``).
+        tokens: (B, T) int token ids.
+        temperature: τ applied before the softmax (the rollout temperature for the paper form).
+        form: self-certainty form, one of :data:`SELF_CERTAINTY_FORMS`.
+        chunk_size: process this many positions of T at a time to bound the (B, chunk, V) float32
+            temporaries; ``None`` = all at once.
+
+    Returns:
+        :class:`TokenStats` of (B, T) tensors in at least float32.
+    """
+    _check_aligned(logits, tokens)
+    _check_form(form)
+    step = max(logits.shape[1], 1) if chunk_size is None else chunk_size
+    if step < 1:
+        raise UrlvrError(f"chunk_size must be >= 1, got {chunk_size}")
+    parts: list[TokenStats] = []
+    for start in range(0, max(logits.shape[1], 1), step):
+        logp = _log_probs(logits[:, start:start + step], temperature)  # (B, t, V)
+        tok = tokens[:, start:start + step].long().unsqueeze(-1)  # (B, t, 1)
+        parts.append(TokenStats(
+            logprob=logp.gather(-1, tok).squeeze(-1),  # (B, t)
+            entropy=_entropy(logp),  # (B, t)
+            self_certainty=_self_certainty(logp, form),  # (B, t)
+            top2_gap=_top2_gap(logp),  # (B, t)
+        ))
+    return TokenStats(*(torch.cat(fields, dim=1) for fields in zip(*parts)))
+
+
+def sampled_logprobs(logits: Tensor, tokens: Tensor, temperature: float = 1.0) -> Tensor:
+    """Only ``log p_t(y_t)``: the cheap, differentiable path for the loss forward.
+
+    ``z_t[y_t] / τ - logsumexp(z_t / τ)``, without materialising the full log-softmax.
+
+    Args:
+        logits: (B, T, V) logits that produced ``tokens``.
+        tokens: (B, T) int token ids.
+
+    Returns:
+        (B, T) log-probs in at least float32.
+    """
+    _check_aligned(logits, tokens)
+    if not temperature > 0:
+        raise UrlvrError(f"temperature must be > 0, got {temperature}; use 1.0 for raw logits")
+    z = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    if temperature != 1.0:
+        z = z / temperature  # (B, T, V)
+    picked = z.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)  # (B, T)
+    return picked - torch.logsumexp(z, dim=-1)  # (B, T)
+
+
+def token_entropy(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """``H(p_t) = -Σ_v p_t(v) log p_t(v)``, differentiable (for an entropy bonus). (B, T, V) -> (B, T)."""
+    return _entropy(_log_probs(logits, temperature))
+
+
+def self_certainty(logits: Tensor, temperature: float = 1.0, form: str = "kl") -> Tensor:
+    """``KL(U ‖ p_t)`` (``form="kl"``) or ``logsumexp(z) - mean(z)`` (``"kl_plus_log_v"``). (B, T, V) -> (B, T)."""
+    _check_form(form)
+    return _self_certainty(_log_probs(logits, temperature), form)
+
+
+def top2_gap(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """``p_t^(1) - p_t^(2)``, the probability disparity of RLSF. (B, T, V) -> (B, T)."""
+    return _top2_gap(_log_probs(logits, temperature))
+
+
+def masked_mean(x: Tensor, mask: Tensor, dim: int | tuple[int, ...] | None = None) -> Tensor:
+    """Mean of ``x`` over entries where ``mask`` is true; 0 where nothing is selected.
+
+    Masked-out entries never propagate (an ``inf`` or ``nan`` under a false mask is ignored).
+
+    Args:
+        x: (B, T) values (any shape broadcastable with ``mask``).
+        mask: (B, T) bool, or 0/1 numbers.
+        dim: reduce over these dims; ``None`` = all, returning a scalar.
+
+    >>> masked_mean(torch.tensor([[1.0, 3.0, float("nan")]]), torch.tensor([[True, True, False]]))
+    tensor(2.)
+    """
+    mask = mask.bool()
+    total = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    count = mask.to(x.dtype)
+    if dim is None:
+        return total.sum() / count.sum().clamp(min=1)
+    return total.sum(dim=dim) / count.sum(dim=dim).clamp(min=1)

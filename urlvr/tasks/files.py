@@ -1,0 +1,166 @@
+r"""``jsonl``: problems loaded from a JSON or JSONL benchmark file (MATH-500, AIME, AMC, GPQA...).
+
+One object per line (``.jsonl``) or a JSON list of objects (``.json``). Fields are named by options:
+``question_field`` (default ``prompt``), ``answer_field`` (``answer``; None for an unlabelled file)
+and ``id_field`` (``id``; a row without it gets its 0-based row index). A malformed line or a missing
+field raises a :class:`~urlvr.errors.UrlvrError` naming the file, the line and the option to set.
+
+A benchmark file has no splits: every split returns the same rows, in file order, and the seed is
+ignored (``examples(split, n)`` is the first ``n`` rows; ``limit`` caps the file).
+
+Graders (``grader`` option):
+
+- ``math``: the last ``\boxed{}``; gold check = math-verify equivalence
+  (:func:`urlvr.grading.default_grader`); voting key = :func:`urlvr.grading.canonical_answer`.
+- ``choice``: a letter A-J, from the last ``\boxed{}`` (``C``, ``(C)``, ``\text{C}``, ``C. text``) or,
+  without a box, from the last ``answer is (C)`` / ``Answer: C``; compared as letters.
+- ``exact``: the last ``\boxed{}``, compared as text without whitespace.
+
+The default template appends an instruction to the question (the files carry none); the ``choice``
+grader asks for the letter.
+
+>>> choice_letter("so the answer is \\boxed{\\text{(B)}}"), choice_letter("The answer is (C)."), choice_letter("42")
+('B', 'C', None)
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+from urlvr.errors import UrlvrError
+from urlvr.files import read_json, read_jsonl
+from urlvr.grading import canonical_answer, default_grader
+from urlvr.tasks.base import Example, Problem, Task, extract_boxed, register_task
+
+__all__ = ["FileTask", "choice_letter", "GRADERS"]
+
+GRADERS = ("math", "choice", "exact")
+MATH_TEMPLATE = "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}.\n"
+CHOICE_TEMPLATE = (
+    "{question}\nPlease reason step by step, and put the letter of your final answer within \\boxed{{}}.\n"
+)
+
+_LETTER = re.compile(r"\(?([A-J])\)?(?:[.:)]\s*.*)?", re.S)
+_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\{([^{}]*)\}")
+_ANSWER_IS = re.compile(r"(?i:answer)(?:\s+is)?\s*:?\s*\$?\s*\(?([A-J])\)?(?![A-Za-z])")
+
+
+def choice_letter(text: str | None) -> str | None:
+    r"""The multiple-choice letter a completion states, or None.
+
+    The last ``\boxed{}`` decides when present (its content must be a letter, optionally
+    ``(C)``, ``\text{C}`` or ``C. the option text``); otherwise the last ``answer is C`` /
+    ``Answer: (C)`` phrase. Lower-case letters are not read (GPQA options contain a)..d) labels).
+    """
+    if text is None:
+        return None
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        inner = _WRAPPER.sub(r"\1", boxed).strip().strip("$").strip()
+        m = _LETTER.fullmatch(inner)
+        return m[1] if m else None
+    hits = _ANSWER_IS.findall(text)
+    return hits[-1] if hits else None
+
+
+@register_task("jsonl")
+class FileTask(Task):
+    """Problems read from a benchmark file; see the module docstring."""
+
+    def __init__(self, path: str, question_field: str = "prompt", answer_field: str | None = "answer",
+                 id_field: str = "id", template: str | None = None, grader: str = "math", limit: int | None = None):
+        if grader not in GRADERS:
+            raise UrlvrError(f"jsonl: unknown grader {grader!r}; choose one of {', '.join(GRADERS)}")
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise UrlvrError(f"jsonl: limit must be a positive integer or None, got {limit!r}")
+        self.path, self.grader = Path(path), grader
+        self.question_field, self.answer_field, self.id_field = question_field, answer_field, id_field
+        self.template = _check_template(template or (CHOICE_TEMPLATE if grader == "choice" else MATH_TEMPLATE))
+        self.rows = self._load()[:limit]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    # ---- problems -----------------------------------------------------------------------------
+    def generate(self, split: str, n: int, rng: random.Random) -> list[Example]:
+        """The first ``n`` rows in file order (split and seed ignored: a benchmark has one split)."""
+        if n > len(self.rows):
+            raise UrlvrError(f"jsonl: {self.path} has {len(self.rows)} problems; ask for at most {len(self.rows)}")
+        return self.rows[:n]
+
+    def _load(self) -> list[Example]:
+        records, where = self._read()
+        examples, ids = [], {}
+        for index, (row, loc) in enumerate(zip(records, where)):
+            pid = str(row[self.id_field]) if self.id_field in row else str(index)
+            if pid in ids:
+                raise UrlvrError(f"{self.path}:{loc}: duplicate id {pid!r} (also at {ids[pid]}); "
+                                 "make ids unique or set id_field to another field")
+            ids[pid] = loc
+            question = self._field(row, self.question_field, "question_field", loc)
+            answer = None if self.answer_field is None else self._field(row, self.answer_field, "answer_field", loc)
+            examples.append(Example(Problem(id=pid, question=question), answer))
+        if not examples:
+            raise UrlvrError(f"{self.path}: no problems in the file")
+        return examples
+
+    def _read(self) -> tuple[list[dict], list[str]]:
+        """Rows and their locations (``line N`` for JSONL, ``item N`` for a JSON list)."""
+        if self.path.suffix == ".json":
+            data = read_json(self.path)
+            if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+                raise UrlvrError(f"{self.path}: expected a JSON list of objects (or use a .jsonl file)")
+            return data, [f"item {i}" for i in range(len(data))]
+        rows = read_jsonl(self.path)
+        with open(self.path, encoding="utf-8") as f:  # read_jsonl skips blank lines: recover numbers
+            lines = [str(i) for i, line in enumerate(f, 1) if line.strip()]
+        return rows, lines
+
+    def _field(self, row: dict[str, Any], name: str, option: str, loc: str) -> str:
+        value = row.get(name)
+        if value is None or isinstance(value, (dict, list)):
+            fields = ", ".join(sorted(row))
+            raise UrlvrError(f"{self.path}:{loc}: missing field {name!r} (fields: {fields}); "
+                             f"set the task option {option} to the field that holds it")
+        return str(value)
+
+    # ---- answers ------------------------------------------------------------------------------
+    def extract(self, completion: str) -> str | None:
+        if self.grader == "choice":
+            return choice_letter(completion)
+        return extract_boxed(completion)
+
+    def canonical(self, answer: str) -> str:
+        if self.grader == "choice":
+            return choice_letter(f"\\boxed{{{answer}}}") or "".join(answer.split())
+        if self.grader == "math":
+            return canonical_answer(answer)
+        return "".join(answer.split())
+
+    def check(self, answer: str | None, gold: str) -> bool:
+        """Gold check by the chosen grader (math-verify for ``math``)."""
+        if answer is None:
+            return False
+        if self.grader == "math":
+            return default_grader().equivalent(gold, answer)
+        return self.canonical(answer) == self.canonical(gold)
+
+    def near_miss(self, example: Example, rng: random.Random) -> str:
+        if self.grader == "choice":
+            gold = self.canonical(example.answer or "A")
+            return rng.choice([c for c in "ABCD" if c != gold])
+        return super().near_miss(example, rng)
+
+
+def _check_template(template: str) -> str:
+    try:
+        ok = "{question}" in template and template.format(question="") is not None
+    except (KeyError, IndexError, ValueError):
+        ok = False
+    if not ok:
+        raise UrlvrError("jsonl: template must contain {question} and write literal braces doubled, "
+                         "e.g. '{question}\\nPut the answer in \\\\boxed{{}}.'")
+    return template

@@ -13,7 +13,7 @@ def test_defaults_are_valid():
     ({"lr": -1e-5}, "lr must be > 0"),
     ({"task": ""}, "missing dataset"),
     ({"task": "jsonl"}, "task_options.path"),
-    ({"lerning_rate": 1}, "did you mean 'lr'"),
+    ({"stepz": 1}, "did you mean 'steps'"),
     ({"advantage": "ppo"}, "advantage='ppo' is not one of"),
     ({"steps": "many"}, "steps must be an integer"),
     ({"top_p": 1.5}, "top_p"),

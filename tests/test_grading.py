@@ -129,7 +129,7 @@ def test_canonical_answer():
         "\\left( 3, \\frac{\\pi}{2} \\right)": "(3,\\frac{\\pi}{2})", "142.0": "142", "0.50": "0.5",
         "-0.0": "0", "\\dfrac{1}{2}": "\\frac{1}{2}", "\\text{(C)}": "(C)", "10^\\circ": "10", "10^{\\circ}": "10",
         "32,\\!348": "32,348", "5.": "5", "$x$": "x", "\\textbf{east}": "east", "\\rightarrow": "\\rightarrow",
-        " 1 / 2 ": "1/2",
+        " 1 / 2 ": "1/2", "\\begin{pmatrix} 1 \\\\ -2 \\end{pmatrix}": "\\begin{pmatrix}1\\\\-2\\end{pmatrix}",
     }
     assert {k: canonical_answer(k) for k in cases} == cases
 
@@ -138,8 +138,8 @@ def test_version_config_default_and_pickle():
     assert grader_version().startswith("math-verify==0.9.0;config=") and GRADER_CONFIG["config"] in grader_version()
     assert default_grader() is default_grader()
     assert cross_check([("2", "2")]) == []
-    clone = pickle.loads(pickle.dumps(Grader(workers=1, timeout=2.0)))
-    assert (clone.workers, clone.timeout, clone.stats["calls"]) == (1, 2.0, 0)
+    clone = pickle.loads(pickle.dumps(Grader(workers=1, timeout=2.0, soft_timeout=False)))
+    assert (clone.workers, clone.timeout, clone.soft_timeout, clone.stats["calls"]) == (1, 2.0, False, 0)
     with pytest.raises(ValueError):
         Grader(workers=0)
 

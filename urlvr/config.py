@@ -144,6 +144,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
 def _coerce(name: str, value: Any, tp: Any) -> Any:
     origin = typing.get_origin(tp) or tp
+    if origin in (int, float) and isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+        try:
+            value = float(value) if origin is float or not value.strip().lstrip("-").isdigit() else int(value)
+        except ValueError:
+            pass
     if origin is dict:
         if value is None:
             return {}

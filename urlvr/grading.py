@@ -11,8 +11,9 @@ Why workers: math-verify's own timeouts use ``signal.alarm`` and raise outside t
 sympy can run for minutes on inputs like ``2^{2^{2^{2^{30}}}}``. Each worker runs parse/verify in its
 main thread under a soft ``SIGALRM`` limit; the parent also keeps a hard deadline and kills and
 replaces a worker that does not answer (a long C-level computation ignores signals). Workers are
-started lazily with the ``spawn`` start method (the parent has torch loaded; ``fork`` is unsafe), and a
-timed-out comparison counts as *not equivalent*.
+started lazily as fresh interpreters running this file (never ``fork``: the parent has torch loaded;
+see :class:`_Worker` for why not ``multiprocessing``'s spawn), and a timed-out comparison counts as
+*not equivalent*. A pathological answer costs up to ``timeout`` seconds per comparison it is in.
 
 The math-verify call is pinned (:data:`GRADER_CONFIG`, :func:`grader_version`): a bare answer string
 ``s`` is parsed as ``\boxed{s}`` with ``LatexExtractionConfig`` then ``ExprExtractionConfig``, the
@@ -83,7 +84,7 @@ def grader_version() -> str:
 
 _TEXT_WRAP = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 _LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![A-Za-z])")
-_SPACING = re.compile(r"\\[!,;: ]|~")
+_SPACING = re.compile(r"(?<!\\)\\[!,;: ]|~")  # not the space after a ``\\`` row break
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\degree")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
 _INTEGER = re.compile(r"-?\d+")
@@ -173,16 +174,23 @@ def _worker_main(inbox: Connection, outbox: Connection, soft_timeout: float | No
             if len(parsed) > 20_000:
                 parsed.clear()
             text = s if "\\boxed" in s else "\\boxed{" + s + "}"
-            parsed[s] = parse(text, extraction, fallback_mode="first_match", extraction_mode="any_match",
-                              parsing_timeout=None)
+            try:
+                parsed[s] = parse(text, extraction, fallback_mode="first_match", extraction_mode="any_match",
+                                  parsing_timeout=None)
+            except _SoftTimeout:
+                parsed[s] = []  # as math-verify does on a parse timeout: unparsable from now on, no re-run
+                raise
         return parsed[s]
 
     def same(gold: str, pred: str) -> bool:
         return verify(parse_one(gold), parse_one(pred), float_rounding=6, numeric_precision=15, strict=True,
                       allow_set_relation_comp=False, timeout_seconds=None)
 
+    armed = [False]  # the alarm raises only while an item runs (not while its result is sent)
+
     def on_alarm(signum, frame):
-        raise _SoftTimeout()
+        if armed[0]:
+            raise _SoftTimeout()
 
     signal.signal(signal.SIGALRM, on_alarm)
     same("\\frac{1}{2}", "(0.5, x^2)")  # warm up the LaTeX parser so the first real item is not slow
@@ -197,14 +205,16 @@ def _worker_main(inbox: Connection, outbox: Connection, soft_timeout: float | No
         for kind, a, b in batch:
             try:
                 if soft_timeout:
+                    armed[0] = True
                     signal.setitimer(signal.ITIMER_REAL, soft_timeout)
                 verdict = same(a, b) or (kind == "sym" and same(b, a))
+                armed[0] = False
             except _SoftTimeout:
                 verdict = "timeout"
             except Exception:  # a math-verify/sympy bug on odd input: not equivalent
                 verdict = "error"
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+            armed[0] = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
             outbox.send(verdict)
 
 
@@ -281,7 +291,7 @@ class Grader:
         self._lock = threading.Lock()
 
     def __reduce__(self):
-        return (Grader, (self.workers, self.timeout))
+        return (_new_grader, (self.workers, self.timeout, self.soft_timeout, self.cache_size))
 
     def __enter__(self) -> "Grader":
         return self
@@ -357,7 +367,7 @@ class Grader:
         """Shortcuts, then the cache, then math-verify for what is left."""
         out: list[bool | None] = [None] * len(items)
         todo: list[int] = []
-        for i, (kind, a, b) in enumerate(items):
+        for i, (_, a, b) in enumerate(items):
             if a is None or b is None:
                 out[i] = False
                 continue
@@ -472,6 +482,10 @@ class Grader:
             pending.extendleft(reversed(w.inflight))
             w.inflight.clear()
         self._replace(w)
+
+
+def _new_grader(workers: int, timeout: float, soft_timeout: bool, cache_size: int) -> Grader:
+    return Grader(workers, timeout, soft_timeout=soft_timeout, cache_size=cache_size)
 
 
 # ---- the process-wide grader ------------------------------------------------------------------

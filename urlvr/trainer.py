@@ -143,6 +143,8 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sampler = HFSampler(self.model, self.tok)
         self.settings = SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+        if self.reward.needs_policy:
+            self.reward_options.update(sampler=self.sampler, settings=self.settings)
         self.train_set = self.task.examples(cfg.train_split, cfg.train_problems, seed=cfg.seed)
         self.val_set = (self.task.examples("validation", cfg.val_problems, seed=cfg.seed + 1)
                         if cfg.val_problems else [])

@@ -77,7 +77,8 @@ def test_extract(completion, answer):
 
 
 @pytest.mark.parametrize("answer, ok", [("85", True), ("085", True), (" 8 5", True), ("+85", True),
-                                        ("86", False), ("8_5", False), ("٨٥", False), ("", False), ("eighty-five", False), (None, False)])
+                                        ("86", False), ("8_5", False), ("٨٥", False), ("", False),
+                                        ("eighty-five", False), (None, False)])
 def test_check(answer, ok):
     assert ArithmeticTask().check(answer, "85") is ok
     assert ArithmeticTask().verify(Problem("47+38", "47+38"), answer) is None  # no programmatic verifier

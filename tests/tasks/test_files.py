@@ -67,7 +67,8 @@ def test_gpqa_choice_grader():
 @pytest.mark.parametrize("completion, letter", [
     ("\\boxed{C}", "C"), ("\\boxed{(C)}", "C"), ("\\boxed{\\text{C}}", "C"), ("\\boxed{\\text{(C)}}", "C"),
     ("\\boxed{C. Cold atomic medium}", "C"), ("\\boxed{ $B$ }", "B"), ("\\boxed{A} then \\boxed{B}", "B"),
-    ("The answer is (C).", "C"), ("the answer is: B", "B"), ("Answer: D", "D"), ("answer is A, not B. Answer: (C)", "C"),
+    ("The answer is (C).", "C"), ("the answer is: B", "B"), ("Answer: D", "D"),
+    ("answer is A, not B. Answer: (C)", "C"),
     ("\\boxed{c}", None), ("\\boxed{CD}", None), ("\\boxed{12}", None), ("\\boxed{}", None), ("\\boxed{C", None),
     ("no answer here", None), ("The answer is Carbon", None), ("", None),
 ])
@@ -107,7 +108,8 @@ def test_ids_fallback_unlabelled_json_list_and_duplicates(tmp_path):
     listed = tmp_path / "l.json"
     listed.write_text(json.dumps([{"q": "3+3", "a": "6", "id": "x"}]), encoding="utf-8")
     assert FileTask(str(listed), question_field="q", answer_field="a").examples("test", 1)[0].problem.id == "x"
-    dup = _write(tmp_path, "d.jsonl", ['{"prompt": "a", "answer": "1", "id": 7}', '{"prompt": "b", "answer": "2", "id": 7}'])
+    dup = _write(tmp_path, "d.jsonl", ['{"prompt": "a", "answer": "1", "id": 7}',
+                                       '{"prompt": "b", "answer": "2", "id": 7}'])
     with pytest.raises(UrlvrError, match=r"d\.jsonl:2: duplicate id '7' \(also at 1\)"):
         FileTask(dup)
 

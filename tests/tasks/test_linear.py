@@ -46,7 +46,8 @@ def test_generated_problems_are_consistent():
     ("5", Fraction(5)), ("-5", Fraction(-5)), ("x=5", Fraction(5)), (" x = -3/2 ", Fraction(-3, 2)),
     ("1.5", Fraction(3, 2)), ("\\frac{3}{2}", Fraction(3, 2)), ("-\\dfrac{3}{2}", Fraction(-3, 2)),
     ("$7$", Fraction(7)), ("5/0", None), ("2+3", None), ("five", None), ("", None), (None, None),
-    ("__import__('os').system('true')", None), ("9" * 100, None), ("1e5", None), ("3/-2", None), ("٣", None), ("1_0", None),
+    ("__import__('os').system('true')", None), ("9" * 100, None), ("1e5", None), ("3/-2", None),
+    ("٣", None), ("1_0", None),
 ])
 def test_parse_number(text, value):
     assert parse_number(text) == value

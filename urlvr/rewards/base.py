@@ -113,6 +113,10 @@ class RewardSpec:
     needs_gold: bool = False
     needs_logits: bool = False
     needs_group: bool = False
+    needs_policy: bool = False
+    """The reward queries the policy (e.g. self-verification): it is called with ``sampler=`` (a
+    :class:`~urlvr.rollout.Sampler` serving the current policy) and ``settings=`` the run's sampling
+    settings, and batches its own generations through it."""
     source: str = ""
 
 
@@ -120,11 +124,11 @@ _REGISTRY: dict[str, RewardSpec] = {}
 
 
 def register_reward(name: str, *, family: str = "other", needs_gold: bool = False, needs_logits: bool = False,
-                    needs_group: bool = False, source: str = "") -> Callable:
+                    needs_group: bool = False, needs_policy: bool = False, source: str = "") -> Callable:
     """Function decorator: register a reward under ``name``."""
 
     def deco(fn):
-        _REGISTRY[name] = RewardSpec(name, fn, family, needs_gold, needs_logits, needs_group, source)
+        _REGISTRY[name] = RewardSpec(name, fn, family, needs_gold, needs_logits, needs_group, needs_policy, source)
         return fn
 
     return deco

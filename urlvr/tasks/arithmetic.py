@@ -63,7 +63,7 @@ def _from_digits(ds: list[int]) -> int:
 
 @register_task("arithmetic")
 class ArithmeticTask(Task):
-    """Binary integer arithmetic; see the module docstring."""
+    """One integer operation, ``47+38`` -> ``85`` (options: digits, ops); see the module docstring."""
 
     def __init__(self, digits: int = 2, ops: str = "+-"):
         if not isinstance(digits, int) or not 1 <= digits <= 6:

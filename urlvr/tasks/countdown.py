@@ -21,6 +21,8 @@ is one such expression. Because it uses every number, :meth:`CountdownTask.check
 problem from the gold string (numbers = the gold's literals, target = its value) and accepts **any**
 valid expression, exactly as :meth:`~CountdownTask.verify` does: gold-correctness is verification.
 
+Splits: by a stable hash of the question (80/10/10 %), drawn without repeats; kind = ``n3``/``n4``.
+
 Voting key (:meth:`~CountdownTask.canonical`): the normalised expression text without whitespace
 (``3*8`` and ``8*3`` are different votes). No systematic error is defined (None).
 
@@ -164,7 +166,7 @@ def _results(a: int, ea, b: int, eb, division: bool) -> Iterator[tuple[int, tupl
 
 @register_task("countdown")
 class CountdownTask(Task):
-    """Countdown numbers game; see the module docstring."""
+    """Reach a target from numbers, ``24 from 3 5 8`` -> ``3*8``, checked by evaluation; see the module."""
 
     def __init__(self, n_numbers: int = 3, max_number: int = 10, max_target: int = 100, division: bool = False):
         if not isinstance(n_numbers, int) or not 2 <= n_numbers <= 5:

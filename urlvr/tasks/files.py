@@ -68,7 +68,7 @@ def choice_letter(text: str | None) -> str | None:
 
 @register_task("jsonl")
 class FileTask(Task):
-    """Problems read from a benchmark file; see the module docstring."""
+    """Benchmark problems from a JSON/JSONL file (MATH-500, AIME, AMC, GPQA); see the module docstring."""
 
     def __init__(self, path: str, question_field: str = "prompt", answer_field: str | None = "answer",
                  id_field: str = "id", template: str | None = None, grader: str = "math", limit: int | None = None):

@@ -58,7 +58,7 @@ def parse_number(answer: str | None) -> Fraction | None:
 
 @register_task("linear")
 class LinearTask(Task):
-    """Linear equations in one unknown; see the module docstring."""
+    """Solve ``3x+5=20`` -> ``5``, checked by substituting the root; see the module docstring."""
 
     def __init__(self, max_a: int = 9, max_b: int = 20, max_x: int = 9):
         for name, value, low in (("max_a", max_a, 2), ("max_b", max_b, 1), ("max_x", max_x, 1)):

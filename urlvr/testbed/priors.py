@@ -165,13 +165,13 @@ def pretrain(spec: PriorSpec, progress: Callable[[int, int, float], None] | None
 
 def _pool_size(task) -> int:
     """As many train problems as the task offers, up to 20k."""
-    for n in (20000, 8000, 4000, 2000, 1000, 500, 200):
+    for n in (20000, 8000, 4000, 2000, 1000, 500, 200, 100, 50, 20):
         try:
             task.examples("train", n, seed=0)
             return n
         except UrlvrError:
             continue
-    raise UrlvrError(f"task {task.name!r} has fewer than 200 train problems: too few to pretrain a prior")
+    raise UrlvrError(f"task {task.name!r} has fewer than 20 train problems: too few to pretrain a prior")
 
 
 def prior_card(model, tokenizer, task, n_problems: int = 200, k: int = 8, seed: int = 0) -> dict:

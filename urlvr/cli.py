@@ -110,10 +110,11 @@ def cmd_demo(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    from urlvr.tasks import get_task, task_names
+    from urlvr.tasks import task_names
+    from urlvr.tasks.base import _REGISTRY
 
     for name in task_names():
-        doc = (type(get_task(name, **({"path": "-"} if name == "jsonl" else {}))).__doc__ or "").strip().splitlines()
+        doc = (_REGISTRY[name].__doc__ or "").strip().splitlines()
         print(f"{name:<12} {doc[0] if doc else ''}")
     return 0
 

@@ -98,7 +98,8 @@ def test_maj_at_k_over_math_equivalence_classes(half_task, answers, equivalence,
 
 def test_batched_gold_checks_equal_task_check(half_task):
     answers = ["0.5", "\\frac12", "2", None, "1/2", "(1/2)"]
-    assert gold_checks(half_task, answers, ["\\frac{1}{2}"] * 6) == [half_task.check(a, "\\frac{1}{2}") for a in answers]
+    expected = [half_task.check(a, "\\frac{1}{2}") for a in answers]
+    assert gold_checks(half_task, answers, ["\\frac{1}{2}"] * 6) == expected
     arith = get_task("arithmetic", digits=1, ops="+")
     assert gold_checks(arith, ["07", "7", None], ["7", "8", "7"]) == [True, False, False]
 
@@ -176,7 +177,8 @@ def _result(**settings):
 
 @pytest.mark.parametrize("change, word", [
     ({"temperature": 0.6}, "temperature"), ({"top_p": 0.9}, "top_p"), ({"max_new_tokens": 9}, "max_new_tokens"),
-    ({"k": 4}, "k"), ({"n": 4}, "n"), ({"seeds": [0, 1, 2]}, "seeds"), ({"system_prompt": "Be brief."}, "system_prompt"),
+    ({"k": 4}, "k"), ({"n": 4}, "n"), ({"seeds": [0, 1, 2]}, "seeds"),
+    ({"system_prompt": "Be brief."}, "system_prompt"),
     ({"chat": True}, "chat"), ({"template_override": "Q: {question}"}, "template_override"),
 ])
 def test_settings_differences_name_each_setting(change, word):

@@ -178,7 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     _load_extra_commands()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if hasattr(args, "overrides"):  # key=value overrides may come after options too
+        args.overrides = list(args.overrides or []) + [e for e in extra if "=" in e and not e.startswith("-")]
+        extra = [e for e in extra if not ("=" in e and not e.startswith("-"))]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         import torch
 

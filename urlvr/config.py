@@ -90,6 +90,18 @@ class TrainConfig:
     """Checkpoint every N steps (model, optimizer, RNG, step)."""
     collapse_stop: bool = False
     """Stop the run when the collapse detector fires."""
+    collapse_keep_best: bool = False
+    """Save each new label-free best step of the collapse detector and mark it as checkpoints/best."""
+    collapse_window: int = 10
+    """Collapse detector (urlvr.diagnostics): trailing window in steps for smoothing, slopes, baselines."""
+    collapse_patience: int = 3
+    """Collapse detector: consecutive collapsing steps before it fires."""
+    collapse_ratio: float = 0.95
+    """Collapse detector, saturation: smoothed majority ratio at least this, with entropy collapse."""
+    collapse_entropy_fraction: float = 0.3
+    """Collapse detector, entropy collapse: smoothed token entropy at most this fraction of its start."""
+    collapse_kl_margin: float = 2.0
+    """Collapse detector, drift: per-sequence KL to the initial model above this many times -log(r0)."""
     seed: int = 0
     device: str = "auto"
     dtype: str = "auto"
@@ -106,7 +118,7 @@ _CHOICES = {
 }
 _POSITIVE = ("prompts_per_step", "n_votes", "n_train", "max_new_tokens", "temperature", "lr", "val_k",
              "updates_per_step", "grad_clip", "val_every", "sample_every", "save_every", "train_problems",
-             "max_failed_steps", "val_temperature")
+             "max_failed_steps", "val_temperature", "collapse_window", "collapse_patience", "collapse_kl_margin")
 _NON_NEGATIVE = ("steps", "val_problems", "weight_decay", "advantage_eps", "eps_low", "eps_high", "kl_coef",
                  "entropy_coef", "micro_batch_size", "seed", "seed_grpo_alpha")
 
@@ -127,6 +139,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                          "completions than you sample; lower n_train or raise n_votes")
     if not 0 < cfg.top_p <= 1:
         raise UrlvrError(f"top_p must be in (0, 1], got {cfg.top_p}")
+    for name in ("collapse_ratio", "collapse_entropy_fraction"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise UrlvrError(f"{name} must be in [0, 1], got {getattr(cfg, name)}")
     if cfg.eps_low >= 1:
         raise UrlvrError(f"eps_low must be < 1 (the ratio clip floor is 1 - eps_low), got {cfg.eps_low}")
     batch = cfg.prompts_per_step * cfg.n_train

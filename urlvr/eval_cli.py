@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shlex
 import sys
 import time
@@ -39,6 +40,11 @@ from urlvr.errors import UrlvrError
 __all__ = ["register", "EvalConfig", "evaluate", "load_results", "cmd_eval", "cmd_compare"]
 
 SCHEMA_NAME = "urlvr.eval/1"
+_EVAL_HELP = ("Sample n >= k completions per problem for each seed with pinned settings; report avg@k (mean ± std "
+              "over seeds), unbiased pass@j for j <= n, maj@k over equivalence classes of parsed answers, greedy "
+              "accuracy (--greedy), truncation and unparsable rates, with 95% bootstrap CIs over problems. Writes "
+              "results.json and samples.jsonl to --out. File benchmarks use --grader math unless told otherwise "
+              "(pass --grader choice for lettered multiple choice such as GPQA).")
 _FILE_OPTIONS = ("path", "grader", "template", "limit")  # set by flags, not by --option
 
 
@@ -107,6 +113,8 @@ class EvalConfig:
         for ok, msg in checks:
             if not ok:
                 raise UrlvrError(msg)
+        if self.template is not None:
+            _checked_template(self.template)
         bad = sorted(set(self.options) & set(_FILE_OPTIONS))
         if bad:
             raise UrlvrError(f"set {', '.join(bad)} with its own flag (--data, --grader, --template, --limit), "
@@ -152,8 +160,8 @@ def load_benchmark(spec: str, cfg: EvalConfig) -> Benchmark:
         return Benchmark(spec, task, examples, data, f"task:{spec}", equivalence)
     path = Path(spec)
     if path.suffix not in (".json", ".jsonl"):
-        raise UrlvrError(f"--data {spec!r} is neither a registered task ({', '.join(t for t in task_names() if t != 'jsonl')}) "
-                         "nor a .json/.jsonl file")
+        tasks = ", ".join(t for t in task_names() if t != "jsonl")
+        raise UrlvrError(f"--data {spec!r} is neither a registered task ({tasks}) nor a .json/.jsonl file")
     if not path.is_file():
         raise UrlvrError(f"{path}: file not found; check the --data path")
     task = get_task("jsonl", path=str(path), grader=cfg.grader, template=cfg.template, limit=cfg.limit, **cfg.options)
@@ -167,14 +175,13 @@ def load_benchmark(spec: str, cfg: EvalConfig) -> Benchmark:
 
 
 def _checked_template(template: str) -> str:
+    """The jsonl task's template check, worded for the flag."""
+    from urlvr.tasks.files import _check_template
+
     try:
-        ok = "{question}" in template and template.format(question="") is not None
-    except (KeyError, IndexError, ValueError):
-        ok = False
-    if not ok:
-        raise UrlvrError("--template must contain {question} and write literal braces doubled, "
-                         "e.g. '{question}\\nPut the answer in \\\\boxed{{}}.'")
-    return template
+        return _check_template(template)
+    except UrlvrError as e:
+        raise UrlvrError("--template" + str(e).removeprefix("jsonl: template")) from None
 
 
 # ---- model ----------------------------------------------------------------------------------------
@@ -248,8 +255,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> tuple[dict, list[dict]]:
     sampled = SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
     greedy = SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_new_tokens, greedy=True)
     per_call = max(1, cfg.batch_size // n)
-    calls = sum(-(-len(b.examples) // per_call) * len(seeds) + (-(-len(b.examples) // cfg.batch_size) if cfg.greedy else 0)
-                for b in benches)
+    calls = sum(math.ceil(len(b.examples) / per_call) * len(seeds)
+                + (math.ceil(len(b.examples) / cfg.batch_size) if cfg.greedy else 0) for b in benches)
     bar = _bar(calls, progress)
     samples, records = [], []
     for b in benches:
@@ -306,7 +313,8 @@ def _cross_check(b: Benchmark, rows: list[dict]) -> dict:
     if b.grader != "math":
         return {"pairs": 0, "disagreements": [], "note": f"grader {b.grader} does not use math-verify"}
     gold = {e.problem.id: e.answer for e in b.examples}
-    pairs = sorted({(gold[r["id"]], r["answer"]) for r in rows if r["answer"] is not None and gold[r["id"]] is not None})
+    pairs = sorted({(gold[r["id"]], r["answer"]) for r in rows
+                    if r["answer"] is not None and gold[r["id"]] is not None})
     return {"pairs": len(pairs), "disagreements": cross_check(pairs)}
 
 
@@ -316,20 +324,11 @@ def _jsonable_config(cfg: EvalConfig) -> dict:
     return d
 
 
-class _NoBar:
-    def update(self, _n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _bar(total: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="eval", unit="batch", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    return tqdm(total=total, desc="eval", unit="batch", file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
+                disable=not enabled)
 
 
 # ---- files and tables -----------------------------------------------------------------------------
@@ -365,7 +364,8 @@ def format_results(results: dict) -> str:
                      f"grader={b['grader']}, maj classes={b['equivalence']}")
         lines.append(f"  {'metric':<18}{'mean':>8}{'± std':>8}   95% CI")
         for m, v in b["metrics"].items():
-            lines.append(f"  {m:<18}{v['mean']:>8.3f}{v['std_over_seeds']:>8.3f}   [{v['ci_low']:.3f}, {v['ci_high']:.3f}]")
+            ci = f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+            lines.append(f"  {m:<18}{v['mean']:>8.3f}{v['std_over_seeds']:>8.3f}   {ci}")
         cc = b.get("cross_check")
         if cc is not None:
             lines.append(f"  cross-check: {len(cc['disagreements'])} of {cc['pairs']} (gold, answer) pairs where "
@@ -436,8 +436,8 @@ def cmd_compare(args) -> int:
 
 def register(subparsers) -> None:
     """Add ``eval`` and ``compare`` to the ``urlvr`` command."""
-    e = subparsers.add_parser("eval", help="avg@k over seeds, pass@k, maj@k, bootstrap CIs; results.json + samples.jsonl",
-                              description=__doc__.split("\n\n")[1])
+    e = subparsers.add_parser("eval", description=_EVAL_HELP,
+                              help="avg@k over seeds, pass@k, maj@k, bootstrap CIs; results.json + samples.jsonl")
     e.add_argument("--model", required=True, help="checkpoint folder or testbed:PRIOR[:TASK[:SIZE]]")
     e.add_argument("--data", required=True, action="append",
                    help="task name (arithmetic, linear, countdown) or .json/.jsonl file; repeatable")

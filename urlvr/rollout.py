@@ -67,8 +67,13 @@ class RolloutBatch:
 
 
 class Sampler(Protocol):
-    def generate(self, prompts: list[str], settings: SamplingSettings, seed: int) -> RolloutBatch:
-        """One completion per prompt (repeat a prompt for a group), seeded."""
+    def generate(self, prompts: list[str], settings: SamplingSettings, seed: int | list[int]) -> RolloutBatch:
+        """One completion per prompt (repeat a prompt for a group), seeded.
+
+        ``seed``: one int for the whole batch, or one int per prompt; prompts with the same seed draw
+        from one generator in order, so a group seeded by its problem samples the same completions
+        whichever batch, chunk or process it lands in.
+        """
         ...
 
 
@@ -102,14 +107,18 @@ class HFSampler:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], settings: SamplingSettings, seed: int) -> RolloutBatch:
-        gen = torch.Generator(device="cpu").manual_seed(int(seed) % (2**63))
+    def generate(self, prompts: list[str], settings: SamplingSettings, seed: int | list[int]) -> RolloutBatch:
+        seeds = [seed] * len(prompts) if isinstance(seed, int) else list(seed)
+        if len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+        gens = {s: torch.Generator(device="cpu").manual_seed(int(s) % (2**63)) for s in dict.fromkeys(seeds)}
         enc = self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
-        parts = [self._generate_chunk(enc[i : i + self.batch_size], settings, gen)
+        parts = [self._generate_chunk(enc[i : i + self.batch_size], settings, seeds[i : i + self.batch_size], gens)
                  for i in range(0, len(enc), self.batch_size)]
         return _concat(parts, enc, self.tokenizer, self.pad_id)
 
-    def _generate_chunk(self, prompt_ids: list[list[int]], s: SamplingSettings, gen: torch.Generator):
+    def _generate_chunk(self, prompt_ids: list[list[int]], s: SamplingSettings, seeds: list[int],
+                        gens: dict[int, torch.Generator]):
         dev, B = self.device, len(prompt_ids)
         P = max(len(p) for p in prompt_ids)
         ids = torch.full((B, P), self.pad_id, dtype=torch.long)
@@ -123,6 +132,7 @@ class HFSampler:
         cache, logits = out.past_key_values, out.logits[:, -1, :]  # (B, V)
         next_pos = pos[:, -1:] + 1  # (B, 1)
         done = torch.zeros(B, dtype=torch.bool, device=dev)
+        rows_of = {sd: torch.tensor([i for i, x in enumerate(seeds) if x == sd]) for sd in dict.fromkeys(seeds)}
         cols: dict[str, list[torch.Tensor]] = {k: [] for k in ("tok", "mask", "lp", "ent", "sc", "gap")}
         for _ in range(s.max_new_tokens):
             z = logits.float()  # (B, V)
@@ -130,8 +140,7 @@ class HFSampler:
             if s.greedy:
                 tok = z.argmax(-1)  # (B,)
             else:
-                sample_p = _top_p_filter(probs, s.top_p).cpu()
-                tok = torch.multinomial(sample_p, 1, generator=gen).squeeze(1).to(dev)  # (B,)
+                tok = _sample(_top_p_filter(probs, s.top_p).cpu(), rows_of, gens).to(dev)  # (B,)
             st = token_stats(z[:, None, :], tok[:, None], s.temperature)
             live = ~done
             tok = torch.where(live, tok, torch.full_like(tok, self.pad_id))
@@ -152,6 +161,17 @@ class HFSampler:
         stack = {k: torch.stack(v, dim=1).cpu() for k, v in cols.items()}  # each (B, T)
         stack["truncated"] = (~done).cpu()
         return stack
+
+
+def _sample(probs: torch.Tensor, rows_of: dict[int, torch.Tensor], gens: dict[int, torch.Generator]) -> torch.Tensor:
+    """One token per row (probs (B, V)); rows sharing a seed draw from that seed's generator."""
+    if len(rows_of) == 1:
+        (sd,) = rows_of
+        return torch.multinomial(probs, 1, generator=gens[sd]).squeeze(1)
+    tok = torch.empty(probs.shape[0], dtype=torch.long)
+    for sd, rows in rows_of.items():
+        tok[rows] = torch.multinomial(probs[rows], 1, generator=gens[sd]).squeeze(1)
+    return tok
 
 
 def _concat(parts: list[dict], prompt_ids, tokenizer, pad_id: int) -> RolloutBatch:

@@ -28,13 +28,15 @@ import yaml
 
 from urlvr.advantages import get_advantage_estimator, get_advantage_modifier, semantic_entropy
 from urlvr.config import TrainConfig, config_from_dict
+from urlvr.distributed import Dist
 from urlvr.errors import UrlvrError
 from urlvr.evaluation import sample_problems, summarize
 from urlvr.files import append_jsonl, atomic_write, read_jsonl, write_json, write_text
 from urlvr.loss import aggregate, kl_k3, loss_normaliser, policy_loss
 from urlvr.metrics.health import group_clusters, health_metrics
 from urlvr.metrics.oracle import oracle_metrics
-from urlvr.rewards.base import Completion, Group, LabeledGroup, RewardOutput, call_reward, get_reward
+from urlvr.rewards.base import (Completion, Group, LabeledGroup, RewardOutput, call_reward, check_options,
+                               get_reward)
 from urlvr.rollout import HFSampler, RolloutBatch, SamplingSettings
 from urlvr.stats import sampled_logprobs, token_entropy
 
@@ -138,11 +140,17 @@ class Trainer:
         self.device = next(self.model.parameters()).device
         self.amp = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
                     and cfg.dtype in ("auto", "bf16", "bfloat16") else nullcontext())
-        self.ref = None
         self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.dist = Dist(self.device)
+        if cfg.prompts_per_step % self.dist.world:
+            raise UrlvrError(f"prompts_per_step ({cfg.prompts_per_step}) is not divisible by the number of processes "
+                             f"({self.dist.world}); groups are never split across processes, so choose a multiple")
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.sampler = HFSampler(self.model, self.tok)
+        self.model, self.opt = self.dist.prepare(self.model, self.opt)
+        self.policy = self.dist.unwrap(self.model)  # the bare model: sampling, saving
+        self.sampler = HFSampler(self.policy, self.tok)
         self.settings = SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+        check_options(self.reward, self.reward_options)
         if self.reward.needs_policy:
             self.reward_options.update(sampler=self.sampler, settings=self.settings)
         self.train_set = self.task.examples(cfg.train_split, cfg.train_problems, seed=cfg.seed)
@@ -153,24 +161,26 @@ class Trainer:
         self.collapse = None
         from urlvr.diagnostics import CollapseDetector  # the watcher: label-free signals only
 
-        self.collapse = CollapseDetector()
+        self.collapse = CollapseDetector.from_config(cfg)
 
     # ---- one step, top to bottom -------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, Any]:
         cfg, t0 = self.cfg, time.perf_counter()
         rng = random.Random(f"{cfg.seed}/problems/{step}")
         examples = rng.sample(self.train_set, min(cfg.prompts_per_step, len(self.train_set)))
+        examples = self.dist.shard(examples)  # this process's whole groups
         # 1. generate: n_votes completions per prompt, with the old policy's per-token statistics
         prompts = [self.task.prompt(e.problem) for e in examples for _ in range(cfg.n_votes)]
         self.model.eval()
         with self.amp:
-            batch = self.sampler.generate(prompts, self.settings, seed=_seed(cfg.seed, "rollout", step))
+            seeds = [_seed(cfg.seed, f"rollout/{e.problem.id}", step) for e in examples for _ in range(cfg.n_votes)]
+            batch = self.sampler.generate(prompts, self.settings, seed=seeds)
         t_gen = time.perf_counter() - t0
         # 2. score: whole groups to the reward; gold only to gold rewards
         groups, labeled = make_groups(self.task, examples, batch, cfg.n_votes, cfg.equivalence,
-                                      self.model.config.vocab_size, self.tok.eos_token_id)
+                                      self.policy.config.vocab_size, self.tok.eos_token_id)
         rewards, valid, components, errors = score_groups(self.reward, self.reward_options, groups, labeled)
-        self.failed_streak = self.failed_streak + 1 if not valid.any() else 0
+        self.failed_streak = self.failed_streak + 1 if not self.dist.sum(float(valid.sum())) else 0
         if self.failed_streak >= cfg.max_failed_steps:
             raise UrlvrError(f"reward {cfg.reward!r} failed on every completion for {self.failed_streak} steps "
                              f"in a row (last error: {errors[-1] if errors else 'no valid score'}); fix the reward")
@@ -199,7 +209,7 @@ class Trainer:
         n_tok = int(batch.mask.sum())
         metrics.update({"time/step_s": t_step, "time/generate_s": t_gen, "time/tokens_per_s": n_tok / t_step,
                         "reward/errors": len(errors)})
-        return metrics, batch, examples
+        return self.dist.mean_metrics(metrics, len(examples)), batch, examples
 
     def update(self, batch: RolloutBatch, adv: torch.Tensor, keep: torch.Tensor) -> dict[str, float]:
         """``updates_per_step`` PPO-clip mini-batch updates with gradient accumulation."""
@@ -219,11 +229,15 @@ class Trainer:
         ref_lp = ref_lp.cpu()
         for u in range(cfg.updates_per_step):
             idx = order[u * mb : (u + 1) * mb]
-            norm = loss_normaliser(mask[idx], cfg.loss_agg, max_tok)
+            # normaliser of the *global* mini-batch; local losses x world undo the engine's gradient mean
+            norm = self.dist.sum(loss_normaliser(mask[idx], cfg.loss_agg, max_tok)) / self.dist.world
+            norm = max(norm, 1e-8)
             self.opt.zero_grad(set_to_none=True)
             acc: dict[str, float] = {}
             for s in range(0, mb, micro):
                 j = idx[s : s + micro]
+                sync = self.dist.no_sync(self.model, last=s + micro >= mb)
+                sync.__enter__()
                 dev = lambda x: x[j].to(self.device)  # noqa: E731
                 with self.amp:
                     lp, ent = completion_logprobs(self.model, dev(ids), dev(att), P, dev(batch.tokens),
@@ -235,7 +249,8 @@ class Trainer:
                 total = loss + cfg.kl_coef * kl
                 if ent is not None:
                     total = total - cfg.entropy_coef * aggregate(ent, m, cfg.loss_agg, norm, max_tok)
-                total.backward()
+                self.dist.acc.backward(total)
+                sync.__exit__(None, None, None)
                 w = len(j) / mb
                 for k, v in {"loss/policy": float(loss), "loss/kl": float(kl), **{f"policy/{k}": v for k, v in info.items()}}.items():
                     acc[k] = acc.get(k, 0.0) + (float(v) if k.startswith("loss/") else float(v) * w)
@@ -257,20 +272,25 @@ class Trainer:
         self.model.eval()
         settings = SamplingSettings(cfg.val_temperature, cfg.top_p, cfg.max_new_tokens)
         with self.amp:
-            rows = sample_problems(self.sampler, self.task, self.val_set, cfg.val_k, settings,
+            rows = sample_problems(self.sampler, self.task, self.dist.shard(self.val_set), cfg.val_k, settings,
                                    seed=_seed(cfg.seed, "validation"), equivalence=cfg.equivalence)
+        rows = [r for part in self.dist.gather(rows) for r in part]
         s = summarize(rows, cfg.val_k)
         k = cfg.val_k
         return {f"val/avg@{k}": s[f"avg@{k}"], f"val/maj@{k}": s[f"maj@{k}"], f"val/pass@{k}": s[f"pass@{k}"],
                 "val/truncation_rate": s["truncation_rate"], "val/unparsable_rate": s["unparsable_rate"]}
 
     # ---- checkpoints -------------------------------------------------------------------------------------
-    def save_checkpoint(self, step: int) -> None:
+    def save_checkpoint(self, step: int, best: bool = False) -> None:
+        """Rank 0 writes model, optimizer, RNG and step into a temp folder, then renames it into place."""
+        self.dist.barrier()
+        if not self.dist.is_main:
+            return
         ckpt_root = self.run_dir / "checkpoints"
         ckpt_root.mkdir(parents=True, exist_ok=True)
         tmp = ckpt_root / f".tmp-{step:06d}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp)
+        self.policy.save_pretrained(tmp)
         self.tok.save_pretrained(tmp)
         torch.save({"optimizer": self.opt.state_dict(), "step": step, "failed_streak": self.failed_streak,
                     "collapse": self.collapse.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
@@ -278,6 +298,8 @@ class Trainer:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         write_text(ckpt_root / "latest", final.name + "\n")
+        if best:  # the collapse detector's label-free best step, kept by the cleanup below
+            write_text(ckpt_root / "best", final.name + "\n")
         for old in ckpt_root.glob("step_*"):
             if old.name != final.name and old.name != self.best_name():
                 shutil.rmtree(old, ignore_errors=True)
@@ -296,7 +318,7 @@ class Trainer:
         folder = ckpt_root / latest.read_text().strip()
         state = torch.load(folder / "trainer_state.pt", weights_only=False)
         loaded = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
-        self.model.load_state_dict(loaded.state_dict())
+        self.policy.load_state_dict(loaded.state_dict())
         self.opt.load_state_dict(state["optimizer"])
         self.failed_streak = state["failed_streak"]
         self.collapse.load_state_dict(state["collapse"])
@@ -316,28 +338,39 @@ def _finite(d: dict) -> dict:
 
 def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None] | None = None,
           progress: bool = True) -> dict:
-    """Run (or resume) training into ``cfg.out_dir``; returns the summary written to summary.json."""
+    """Run (or resume) training into ``cfg.out_dir``; returns the summary written to summary.json.
+
+    Under ``accelerate launch`` every process runs this loop on its share of the groups; only rank 0
+    writes files and shows progress.
+    """
     from urlvr.console import ProgressBar
 
     run_dir = Path(cfg.out_dir)
     if not resume and (run_dir / "metrics.jsonl").exists():
         raise UrlvrError(f"run folder {run_dir} already holds a run; resume it with 'urlvr train --resume {run_dir}' "
                          "or choose another out_dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, run_dir, on_step)
+    main = trainer.dist.is_main
     start = trainer.load_checkpoint() if resume else 0
-    if not resume:
-        with atomic_write(run_dir / "config.yaml") as f:
-            yaml.safe_dump(dataclasses.asdict(cfg), f, sort_keys=False)
     metrics_path = run_dir / "metrics.jsonl"
     history = [r for r in read_jsonl(metrics_path) if r["step"] <= start] if metrics_path.exists() else []
-    with atomic_write(metrics_path) as f:  # drop rows logged after the checkpoint we resume from
-        f.writelines(json.dumps(r) + "\n" for r in history)
-    if start == 0:
-        row = {"step": 0, **trainer.validate()}
-        append_jsonl(metrics_path, [_finite(row)])
+    trainer.dist.barrier()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            with atomic_write(run_dir / "config.yaml") as f:
+                yaml.safe_dump(dataclasses.asdict(cfg), f, sort_keys=False)
+        with atomic_write(metrics_path) as f:  # drop rows logged after the checkpoint we resume from
+            f.writelines(json.dumps(r) + "\n" for r in history)
+
+    def log(row: dict) -> None:
         history.append(row)
-    bar = ProgressBar(cfg.steps, initial=start, desc=f"train {cfg.reward}", enabled=progress)
+        if main:
+            append_jsonl(metrics_path, [_finite(row)])
+
+    if start == 0:
+        log({"step": 0, **trainer.validate()})
+    bar = ProgressBar(cfg.steps, initial=start, desc=f"train {cfg.reward}", enabled=progress and main)
     stop_reason = "completed"
     for step in range(start, cfg.steps):
         trainer.step = step
@@ -345,26 +378,25 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None
         last = step + 1 == cfg.steps
         if (step + 1) % cfg.val_every == 0 or last:
             metrics.update(trainer.validate())
-        events = trainer.collapse.update(step + 1, metrics)
-        metrics.update(events)
-        append_jsonl(metrics_path, [_finite(metrics)])
-        history.append(metrics)
-        if (step + 1) % cfg.sample_every == 0 or last:
+        metrics.update(trainer.collapse.update(step + 1, metrics))
+        log(metrics)
+        if main and ((step + 1) % cfg.sample_every == 0 or last):
             _save_samples(run_dir, step + 1, batch, examples, cfg.n_votes)
-        if events.get("diag/collapse_best") and cfg.save_every:
-            pass
-        if (step + 1) % cfg.save_every == 0 or last:
-            trainer.save_checkpoint(step + 1)
+        fired = cfg.collapse_stop and metrics.get("diag/collapse_fired")
+        best = cfg.collapse_keep_best and bool(metrics.get("diag/collapse_best"))
+        if (step + 1) % cfg.save_every == 0 or last or fired or best:
+            trainer.save_checkpoint(step + 1, best=best)
         bar.update(metrics)
-        if on_step:
+        if on_step and main:
             on_step(metrics)
-        if cfg.collapse_stop and events.get("diag/collapse_fired"):
+        if fired:
             stop_reason = f"collapse detected at step {step + 1}"
-            trainer.save_checkpoint(step + 1)
             break
     bar.close()
     summary = summarize_run(history, cfg, stop_reason)
-    write_json(run_dir / "summary.json", summary)
+    summary["processes"] = trainer.dist.world
+    if main:
+        write_json(run_dir / "summary.json", summary)
     return summary
 
 

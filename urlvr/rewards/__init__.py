@@ -1,8 +1,18 @@
-"""Every label-free reward as a plug-in (see :mod:`urlvr.rewards.base` for the interface)."""
+"""Every label-free reward as a plug-in (see :mod:`urlvr.rewards.base` for the interface).
+
+Importing this package registers the built-in rewards: controls (:mod:`~urlvr.rewards.controls`),
+certainty (:mod:`~urlvr.rewards.certainty`), ensemble (:mod:`~urlvr.rewards.ensemble`), external
+(:mod:`~urlvr.rewards.external`, with :mod:`~urlvr.rewards.sandbox`), mixes
+(:mod:`~urlvr.rewards.mixes`) and the experimental ones (:mod:`urlvr.experimental`).
+``docs/rewards.md`` tables them all.
+"""
 
 from urlvr.rewards.base import (Completion, Group, LabeledGroup, RewardOutput, RewardSpec, call_reward, get_reward,
                                 register_reward, reward_names)
-from urlvr.rewards import controls, ensemble  # noqa: F401  (registers the built-in rewards)
+from urlvr.rewards import certainty, controls, ensemble, external, mixes  # noqa: F401  (register the rewards)
+from urlvr.rewards.external import guarded
+from urlvr.rewards.mixes import label_free
+import urlvr.experimental  # noqa: F401,E402  (registers the experimental rewards)
 
 __all__ = ["Completion", "Group", "LabeledGroup", "RewardOutput", "RewardSpec", "call_reward", "get_reward",
-           "register_reward", "reward_names"]
+           "register_reward", "reward_names", "guarded", "label_free"]

@@ -31,7 +31,7 @@ from urlvr.tasks.base import Problem
 
 __all__ = [
     "Completion", "Group", "LabeledGroup", "RewardOutput", "RewardSpec", "register_reward", "get_reward",
-    "reward_names", "call_reward",
+    "reward_names", "call_reward", "check_options",
 ]
 
 
@@ -161,6 +161,25 @@ def get_reward(name: str) -> RewardSpec:
                           needs_group=True)
     raise UrlvrError(f"unknown reward {name!r}; choose one of: {', '.join(sorted(_REGISTRY))} "
                      "or give a dotted path 'package.module:function'")
+
+
+def check_options(spec: RewardSpec, options: dict[str, Any]) -> None:
+    """Fail at once, with the accepted names, when ``options`` do not fit the reward's signature."""
+    import inspect
+
+    try:
+        sig = inspect.signature(spec.fn)
+    except (TypeError, ValueError):
+        return
+    params = list(sig.parameters.values())[1:]  # the first is the group
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        accepted = ", ".join(sorted(names)) or "none"
+        raise UrlvrError(f"reward {spec.name!r} has no option {unknown[0]!r} (its options: {accepted}); "
+                         "fix reward_options")
 
 
 def call_reward(spec: RewardSpec, group: Group, options: dict[str, Any]) -> RewardOutput:

@@ -201,7 +201,8 @@ def _load_tokenizer(path: str):
     try:
         return AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception as e:  # noqa: BLE001  (any loader failure is a bad option)
-        raise UrlvrError(f"probability_disparity: cannot load tokenizer {path!r} ({e}); give the model's folder") from None
+        raise UrlvrError(f"probability_disparity: cannot load tokenizer {path!r} ({e}); "
+                         "give the model's folder") from None
 
 
 def answer_token_positions(c: Completion, tokenizer: Any = None) -> torch.Tensor | None:

@@ -56,8 +56,10 @@ def majority_vote(group: Group, equivalence: str | None = None, empty: str = "ca
 
 @register_reward("srt", family="ensemble", needs_group=True, source="SRT (2505.21444)")
 def srt(group: Group, mode: str = "hard", threshold: float = 0.0, equivalence: str | None = None) -> RewardOutput:
-    """SRT self-consistency. ``hard``: ``r_i = 1[ans(y_i) ≡ â]``, ``â`` the majority over *parsable*
-    answers; ``soft``: ``r_i = |cluster(y_i)| / N``. Answer-less completions do not vote and get 0.
+    """SRT self-consistency: hard majority vote or soft cluster frequency, with an acceptance threshold.
+
+    ``hard``: ``r_i = 1[ans(y_i) ≡ â]``, ``â`` the majority over *parsable* answers; ``soft``:
+    ``r_i = |cluster(y_i)| / N``. Answer-less completions do not vote and get 0.
 
     ``threshold`` (acceptance, in [0, 1]): when the majority fraction ``count(â) / N`` is below it,
     every reward of the group is **None**, not 0: the prompt leaves the loss (and ``reward/mean``)

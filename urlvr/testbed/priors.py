@@ -163,6 +163,25 @@ def pretrain(spec: PriorSpec, progress: Callable[[int, int, float], None] | None
     return model, tok, loss_val
 
 
+def _available(task, split: str, n: int, seed: int):
+    """Up to ``n`` examples of ``split``: all of them when the split is smaller."""
+    try:
+        return task.examples(split, n, seed=seed)
+    except UrlvrError:
+        pass
+    lo, hi = 0, n  # the largest size that works lies in [lo, hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            task.examples(split, mid, seed=seed)
+            lo = mid
+        except UrlvrError:
+            hi = mid
+    if lo == 0:
+        raise UrlvrError(f"task {task.name!r} has no {split} problems")
+    return task.examples(split, lo, seed=seed)
+
+
 def _pool_size(task) -> int:
     """As many train problems as the task offers, up to 20k."""
     for n in (20000, 8000, 4000, 2000, 1000, 500, 200, 100, 50, 20):
@@ -178,7 +197,7 @@ def prior_card(model, tokenizer, task, n_problems: int = 200, k: int = 8, seed: 
     """Greedy, sampled (τ=1) and maj@k accuracy, majority ratio and misaligned share, per problem type."""
     from urlvr.rollout import HFSampler, SamplingSettings
 
-    examples = task.examples("validation", n_problems, seed=seed)
+    examples = _available(task, "validation", n_problems, seed)
     sampler = HFSampler(model, tokenizer)
     prompts = [task.prompt(e.problem) for e in examples]
     max_new = 2 + max(len(tokenizer(task.target(e), add_special_tokens=False)["input_ids"]) for e in examples) * 2

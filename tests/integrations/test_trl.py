@@ -1,0 +1,173 @@
+"""urlvr rewards inside TRL's GRPOTrainer: regrouping, gold isolation, statistics, 1- and 2-process runs."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("trl", reason="TRL is the optional 'trl' extra: pip install 'urlvr[trl]'")
+
+from conftest import REPO
+from rewards.test_gold_isolation import _reachable_strings
+from urlvr.errors import UrlvrError
+from urlvr.integrations.trl import (ROLLOUT_COLUMN, URLVRGRPOTrainer, completion_token_stats, regroup, task_dataset,
+                                    urlvr_reward_func)
+from urlvr.rewards import Group, LabeledGroup, RewardSpec
+from urlvr.rewards import base as reward_base
+from urlvr.stats import token_stats
+from urlvr.tasks import get_task
+
+TASK = get_task("arithmetic", digits=1, ops="+")
+GOLD = "gold-7f3a"  # a sentinel no completion or problem contains
+
+
+def _spy(monkeypatch, name, needs_gold=False):
+    """Register a reward under ``name`` (undone after the test) that records the groups it gets."""
+    seen = []
+
+    def spy(group):
+        seen.append(group)
+        return [float(i) for i in range(len(group))]
+
+    monkeypatch.setitem(reward_base._REGISTRY, name, RewardSpec(name, spy, needs_group=True, needs_gold=needs_gold))
+    return seen
+
+
+def _batch(answers_by_prompt):
+    """TRL's reward-call arguments: each prompt's completions next to each other, one column per dataset field."""
+    prompts, completions, ids, answers = [], [], [], []
+    for pid, answers_of in answers_by_prompt.items():
+        for a in answers_of:
+            prompts.append(f"{pid}\n")
+            completions.append("no answer" if a is None else f"\\boxed{{{a}}}")
+            ids.append(pid)
+            answers.append(GOLD)
+    return prompts, completions, dict(id=ids, question=ids, answer=answers)
+
+
+# ---- grouping --------------------------------------------------------------------------------------
+def test_regroup_cuts_runs_into_groups_of_the_group_size():
+    assert regroup(["a", "a", "b", "b", "b", "b"], group_size=2) == [range(0, 2), range(2, 4), range(4, 6)]
+    assert regroup(["a", "b", "a"]) == [range(0, 1), range(1, 2), range(2, 3)]
+    with pytest.raises(UrlvrError, match="not a multiple"):
+        regroup(["a", "a", "a", "b"], group_size=2)
+    with pytest.raises(UrlvrError, match="unequal sizes"):
+        regroup(["a", "a", "a", "a", "b", "b"])
+
+
+def test_adapter_scores_whole_groups_and_maps_scores_back_to_rows():
+    prompts, completions, cols = _batch({"1+1": ["2", "2", "3"], "2+3": ["5", None, "5"]})
+    reward = urlvr_reward_func("majority_vote", TASK, num_generations=3)
+    assert reward.__name__ == "majority_vote"
+    assert reward(prompts, completions, **cols) == [1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+
+
+def test_label_free_rewards_get_no_gold_and_gold_rewards_get_it(monkeypatch):
+    prompts, completions, cols = _batch({"1+1": ["2", "3"], "4+4": ["8", "8"]})
+    free, gold = _spy(monkeypatch, "spy_free"), _spy(monkeypatch, "spy_gold", needs_gold=True)
+    urlvr_reward_func("spy_free", TASK, num_generations=2)(prompts, completions, **cols)
+    urlvr_reward_func("spy_gold", TASK, num_generations=2)(prompts, completions, **cols)
+    assert [type(g) for g in free] == [Group, Group] and [type(g) for g in gold] == [LabeledGroup, LabeledGroup]
+    assert all(GOLD not in set(_reachable_strings(g)) for g in free)
+    assert [g.gold for g in gold] == [GOLD, GOLD]
+    assert [(g.problem.id, g.answers) for g in free] == [("1+1", ["2", "3"]), ("4+4", ["8", "8"])]
+
+
+def test_gold_reward_without_an_answer_column_and_logit_reward_without_statistics_fail_clearly():
+    prompts, completions, cols = _batch({"1+1": ["2", "3"]})
+    del cols["answer"]
+    with pytest.raises(UrlvrError, match="no 'answer' column"):
+        urlvr_reward_func("gold", TASK)(prompts, completions, **cols)
+    with pytest.raises(UrlvrError, match="URLVRGRPOTrainer"):
+        urlvr_reward_func("token_entropy", TASK)(prompts, completions, **cols)
+
+
+def test_diagnostics_go_to_trls_log_metric():
+    prompts, completions, cols = _batch({"1+1": ["2", "2", "3", None]})
+    logged = {}
+    urlvr_reward_func("majority_vote", TASK)(prompts, completions, log_metric=logged.__setitem__, **cols)
+    assert logged["diag/majority_ratio"] == 0.5 and logged["reward/mean"] == 0.5
+    assert logged["oracle/accuracy"] == 0.0  # monitoring only: every answer differs from the sentinel gold
+    assert "policy/entropy" not in logged  # no per-token statistics were computed
+
+
+# ---- per-token statistics --------------------------------------------------------------------------
+def test_completion_token_stats_ignore_padding_and_match_an_unpadded_forward(tiny_model):
+    from urlvr.loading import load_model
+
+    model, _ = load_model(tiny_model, "cpu", "float32")
+    prompts, comps = [[1, 6, 77, 7, 4], [1, 9, 4]], [[5, 6, 2], [8, 9, 10, 11, 2]]
+    batched = completion_token_stats(model, prompts, comps, temperature=0.7, batch_size=2)
+    for p, c, got in zip(prompts, comps, batched):
+        ids = torch.tensor([p + c])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[:, len(p) - 1 : -1]  # the logits that produced c
+        want = token_stats(logits, torch.tensor([c]), temperature=0.7)
+        for k, v in got.items():
+            assert v.shape == (len(c),)
+            torch.testing.assert_close(v, getattr(want, k)[0], atol=1e-5, rtol=1e-5)
+
+
+# ---- GRPOTrainer runs ------------------------------------------------------------------------------
+def _train(tiny_model, tmp_path, reward_funcs, **kw):
+    from trl import GRPOConfig
+
+    from urlvr.loading import load_model
+
+    model, tok = load_model(tiny_model, "cpu", "float32")
+    args = GRPOConfig(output_dir=str(tmp_path / "trl"), max_steps=2, per_device_train_batch_size=4, num_generations=4,
+                      max_completion_length=12, learning_rate=1e-3, report_to="none", use_cpu=True,
+                      logging_steps=1, save_strategy="no", seed=0, **kw)
+    trainer = URLVRGRPOTrainer(model=model, args=args, reward_funcs=reward_funcs, processing_class=tok,
+                               train_dataset=task_dataset(TASK, "train", 16))
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer.train()
+    changed = any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    return [h for h in trainer.state.log_history if "loss" in h], changed
+
+
+def test_grpo_trainer_with_a_group_reward(tiny_model, tmp_path):
+    logs, changed = _train(tiny_model, tmp_path, [urlvr_reward_func("majority_vote", TASK, empty="drop")])
+    assert len(logs) == 2
+    for h in logs:
+        for key in ("rewards/majority_vote/mean", "reward/mean", "diag/majority_ratio", "diag/cluster_entropy",
+                    "rollout/truncation_rate", "oracle/label_accuracy"):
+            assert math.isfinite(h[key]), key
+        assert h["reward/mean"] == pytest.approx(h["rewards/majority_vote/mean"])  # TRL got the scores urlvr logged
+        assert "policy/entropy" not in h  # no logit reward: no extra forward
+    # the barely trained tiny model may state no answer in a whole step (all rewards 0, no update), so
+    # parameters must change only when some group's rewards differed
+    assert changed == any(h["frac_reward_zero_std"] < 1 for h in logs)
+
+
+def test_grpo_trainer_with_a_logit_reward_matches_trls_own_entropy(tiny_model, tmp_path):
+    logs, changed = _train(tiny_model, tmp_path, [urlvr_reward_func("token_entropy", TASK)], temperature=0.8)
+    assert changed
+    for h in logs:
+        assert math.isfinite(h["rewards/token_entropy/mean"]) and h["policy/self_certainty"] >= 0
+    # step 1 trains on-policy with one unpadded prompt per batch: the extra forward's token entropy must equal the
+    # entropy TRL computes in its loss forward (same tokens, same alignment, same temperature)
+    assert logs[0]["policy/entropy"] == pytest.approx(logs[0]["entropy"], abs=1e-4)
+
+
+def test_two_processes_split_a_group_and_the_reward_still_sees_it_whole(tiny_model, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    script = Path(__file__).with_name("_trl_two_processes.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           tiny_model, str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    read = lambda name: [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]  # noqa: E731
+    local = read("local.0.jsonl") + read("local.1.jsonl")
+    assert len(local) == 4 and {r["rows"] for r in local} == {2}  # each process holds half of each group
+    groups = read("groups.0.jsonl") + (read("groups.1.jsonl") if (tmp_path / "groups.1.jsonl").exists() else [])
+    assert len(groups) == 2 and {g["size"] for g in groups} == {4}  # one whole group per step, scored once
+    logs = [h for h in json.loads((tmp_path / "log_history.json").read_text()) if "loss" in h]
+    # record_group scores i/4 by position: 0.375 only if all four completions were in one group
+    assert [h["rewards/record_group/mean"] for h in logs] == [0.375, 0.375]
+    assert all(math.isfinite(h["policy/entropy"]) for h in logs)

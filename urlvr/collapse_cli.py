@@ -1,0 +1,123 @@
+"""``urlvr collapse-step`` and ``urlvr rank``: the Model Collapse Step and ranking models by it.
+
+A thin layer over :mod:`urlvr.collapse`; ``register(subparsers)`` is called by :mod:`urlvr.cli`.
+
+    urlvr collapse-step testbed:misaligned --max-steps 300
+    urlvr rank testbed:aligned?p_correct=0.8 testbed:weak --gt-steps 40 --passk 32
+"""
+
+from __future__ import annotations
+
+import json
+
+from urlvr.errors import UrlvrError
+
+__all__ = ["register"]
+
+
+def _task(args) -> tuple[str, dict]:
+    """The task and its options: the testbed demo's (2-digit addition) unless --task is given."""
+    from urlvr.cli import _parse_options
+    from urlvr.demo import DEMO_SETTINGS
+
+    if args.task is None:
+        if args.option:
+            raise UrlvrError("--option needs --task (the default task is the demo's: arithmetic, digits=2, ops=+)")
+        return DEMO_SETTINGS["task"], dict(DEMO_SETTINGS["task_options"])
+    return args.task, _parse_options(args.option)
+
+
+def _mcs_settings(args):
+    from urlvr.collapse import MCSSettings
+
+    return MCSSettings(prompts_per_step=args.prompts_per_step, n=args.n, lr=args.lr, max_steps=args.max_steps,
+                       window=args.window, threshold=args.threshold, label_free_window=args.label_free_window,
+                       until=args.until, train_problems=args.train_problems, max_new_tokens=args.max_new_tokens,
+                       temperature=args.temperature, seed=args.seed, device=args.device).validate()
+
+
+def _bar(args, total: int, desc: str):
+    from urlvr.console import ProgressBar
+
+    return ProgressBar(total, desc=desc, enabled=not args.quiet)
+
+
+def cmd_collapse_step(args) -> int:
+    from urlvr.collapse import model_collapse_step
+
+    task, options = _task(args)
+    s = _mcs_settings(args)
+    bar = _bar(args, s.max_steps, "collapse-step")
+    try:
+        result = model_collapse_step(args.model, task, options, s, args.out_dir, on_step=bar.update)
+    finally:
+        bar.close()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_rank(args) -> int:
+    from urlvr.collapse import GainSettings, format_ranking, rank_models
+    from urlvr.console import echo
+
+    task, options = _task(args)
+    models = list(args.models)
+    if args.models_file:
+        import yaml
+        from pathlib import Path
+
+        listed = yaml.safe_load(Path(args.models_file).read_text(encoding="utf-8")) or []
+        if not isinstance(listed, list) or not all(isinstance(m, str) for m in listed):
+            raise UrlvrError(f"{args.models_file}: expected a YAML list of model names")
+        models += listed
+    gain = GainSettings(steps=args.gt_steps, lr=args.gt_lr, eval_problems=args.eval_problems, eval_k=args.eval_k,
+                        passk=args.passk, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                        seed=args.seed, device=args.device)
+    result = rank_models(models, task, options, _mcs_settings(args), gain, with_gt=args.gt_steps > 0,
+                         out_dir=args.out_dir, on_event=None if args.quiet else echo)
+    print(format_ranking(result))
+    return 0
+
+
+def _common(p) -> None:
+    from urlvr.collapse import MCSSettings
+
+    d = MCSSettings()
+    p.add_argument("--task", default=None, help="registered task (default: the demo's, arithmetic digits=2 ops=+)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="task option, e.g. digits=2 (with --task)")
+    p.add_argument("--prompts-per-step", type=int, default=d.prompts_per_step, help="prompts per MCS step (paper: 1)")
+    p.add_argument("--n", type=int, default=d.n, help="completions per prompt (paper: 8)")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate of the MCS run")
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help="cap: MCS = cap (censored) if never collapsed")
+    p.add_argument("--window", type=int, default=d.window, help="steps in the reward-accuracy mean")
+    p.add_argument("--threshold", type=float, default=d.threshold, help="collapse when that mean falls below this")
+    p.add_argument("--label-free-window", type=int, default=d.label_free_window, help="window of the label-free detector")
+    p.add_argument("--until", choices=("labelled", "both"), default=d.until,
+                   help="stop at the labelled MCS, or once the label-free step has fired too")
+    p.add_argument("--train-problems", type=int, default=d.train_problems, help="probe prompts (labelled, train split)")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    p.add_argument("--temperature", type=float, default=d.temperature)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--quiet", action="store_true")
+
+
+def register(subparsers) -> None:
+    c = subparsers.add_parser("collapse-step", help="Model Collapse Step: steps of aggressive majority-vote URLVR "
+                              "until reward accuracy falls below 1%%")
+    c.add_argument("model", help="local model folder or testbed:PRIOR[:TASK[:SIZE]][?key=value&...]")
+    c.add_argument("--out-dir", default=None, help="where curve.json and curve.png go (default runs/collapse/MODEL)")
+    _common(c)
+    c.set_defaults(fn=cmd_collapse_step)
+
+    r = subparsers.add_parser("rank", help="rank models by MCS, GT Gain and pass@k gain, with rank correlations")
+    r.add_argument("models", nargs="*", help="models (folders or testbed:PRIOR?knob=value ...)")
+    r.add_argument("--models-file", help="YAML list of further model names")
+    r.add_argument("--gt-steps", type=int, default=40, help="gold-reward steps of GT Gain (0 = skip GT Gain)")
+    r.add_argument("--gt-lr", type=float, default=5e-4, help="learning rate of the GT Gain run")
+    r.add_argument("--eval-problems", type=int, default=200, help="validation problems for GT Gain and pass@k")
+    r.add_argument("--eval-k", type=int, default=4, help="samples per problem for GT Gain's avg@k")
+    r.add_argument("--passk", type=int, default=32, help="k of pass@k gain (0 = skip)")
+    r.add_argument("--out-dir", default="runs/rank")
+    _common(r)
+    r.set_defaults(fn=cmd_rank)

@@ -93,11 +93,15 @@ def test_collapse_step_cli_on_the_tiny_model(tiny_model, tmp_path):
     assert (tmp_path / "curve.png").stat().st_size > 1000
 
 
-def test_collapse_step_cli_rejects_bad_input(tmp_path):
-    out = _cli("collapse-step", "testbed:aligned?p_correct=2", "--quiet")
-    assert out.returncode == 2 and "p_correct must be in" in out.stderr
-    out = _cli("collapse-step", str(tmp_path / "missing"), "--quiet", "--out-dir", str(tmp_path / "o"))
-    assert out.returncode == 2 and "does not exist" in out.stderr
+def test_collapse_step_cli_rejects_bad_input(tmp_path, capsys):
+    from urlvr.cli import main
+
+    assert main(["collapse-step", "testbed:aligned?p_correct=2", "--quiet"]) == 2
+    assert "p_correct must be in" in capsys.readouterr().err
+    assert main(["collapse-step", str(tmp_path / "missing"), "--quiet", "--out-dir", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["rank", "testbed:weak", "--quiet"]) == 2
+    assert "at least two models" in capsys.readouterr().err
 
 
 def test_rank_runs_through_on_two_tiny_models(tiny_model, tmp_path, capsys):

@@ -237,7 +237,7 @@ def _collapse_run(model, task, task_options, settings, out_dir, on_step) -> tupl
 
 
 def plot_curves(runs: dict[str, tuple[list[dict], dict]], path: str | Path, s: MCSSettings) -> None:
-    """Smoothed reward accuracy (top) and majority ratio (bottom) per step, MCS marked; PNG via Agg."""
+    """Smoothed reward accuracy (top, MCS dashed) and majority ratio (bottom, label-free step dotted); PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -247,14 +247,17 @@ def plot_curves(runs: dict[str, tuple[list[dict], dict]], path: str | Path, s: M
     for name, (curve, res) in runs.items():
         steps = [r["step"] for r in curve]
         line, = ax1.plot(steps, [r["reward_accuracy_smooth"] for r in curve], label=name, lw=1.2)
-        ax2.plot(steps, [r["majority_ratio"] for r in curve], color=line.get_color(), lw=1.0)
+        ratios = [r["majority_ratio"] or 0.0 for r in curve]
+        w = s.label_free_window
+        ax2.plot(steps, [sum(ratios[max(0, i + 1 - w) : i + 1]) / len(ratios[max(0, i + 1 - w) : i + 1])
+                         for i in range(len(ratios))], color=line.get_color(), lw=1.0)
         if not res["censored"]:
             ax1.axvline(res["mcs"], color=line.get_color(), ls="--", lw=0.8)
         if not res["label_free_censored"]:
             ax2.axvline(res["label_free_step"], color=line.get_color(), ls=":", lw=0.8)
     ax1.axhline(s.threshold, color="grey", lw=0.6)
     ax1.set_ylabel(f"reward accuracy\n(mean of {s.window} steps)")
-    ax2.set_ylabel("majority ratio")
+    ax2.set_ylabel(f"majority ratio\n(mean of {s.label_free_window} steps)")
     ax2.set_xlabel(f"step ({s.prompts_per_step} prompt x {s.n} completions)")
     ax1.set_title("Model Collapse Step (dashed: MCS; dotted: label-free step)")
     ax1.legend(fontsize=7)
@@ -429,17 +432,20 @@ def rank_models(models: Sequence[str], task: str, task_options: dict | None = No
     return result
 
 
-_INDICATORS = (("mcs", "MCS"), ("label_free_step", "label-free step"), ("passk_gain", "pass@k gain"),
-               ("gt_gain", "GT Gain"))
+_LABELS = {"mcs": "MCS", "label_free_step": "label-free step", "passk_gain": "pass@k gain", "gt_gain": "GT Gain",
+           "acc_after": "accuracy after GT run"}
+_PAIRS = [(a, b) for b in ("gt_gain", "acc_after") for a in ("mcs", "label_free_step", "passk_gain")]
+_PAIRS.append(("label_free_step", "mcs"))
 
 
 def _correlations(rows: list[dict]) -> list[dict]:
-    """Spearman and Kendall between every pair of indicators present for all models."""
-    have = [(k, label) for k, label in _INDICATORS if all(r.get(k) is not None for r in rows)]
+    """Spearman and Kendall of each indicator against the references (and label-free against MCS)."""
     out = []
-    for (a, la), (b, lb) in combinations(have, 2):
-        x, y = [r[a] for r in rows], [r[b] for r in rows]
-        out.append({"a": la, "b": lb, "spearman": _clean(spearman(x, y)), "kendall": _clean(kendall(x, y))})
+    for a, b in _PAIRS:
+        if all(r.get(a) is not None and r.get(b) is not None for r in rows):
+            x, y = [r[a] for r in rows], [r[b] for r in rows]
+            out.append({"a": _LABELS[a], "b": _LABELS[b], "spearman": _clean(spearman(x, y)),
+                        "kendall": _clean(kendall(x, y))})
     return out
 
 

@@ -70,9 +70,10 @@ def cmd_rank(args) -> int:
         if not isinstance(listed, list) or not all(isinstance(m, str) for m in listed):
             raise UrlvrError(f"{args.models_file}: expected a YAML list of model names")
         models += listed
-    gain = GainSettings(steps=args.gt_steps, lr=args.gt_lr, eval_problems=args.eval_problems, eval_k=args.eval_k,
-                        passk=args.passk, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                        seed=args.seed, device=args.device)
+    gain = GainSettings(steps=args.gt_steps, lr=args.gt_lr, train_problems=args.train_problems,
+                        eval_problems=args.eval_problems, eval_k=args.eval_k, passk=args.passk,
+                        max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
+                        device=args.device)
     result = rank_models(models, task, options, _mcs_settings(args), gain, with_gt=args.gt_steps > 0,
                          out_dir=args.out_dir, on_event=None if args.quiet else echo)
     print(format_ranking(result))

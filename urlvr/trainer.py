@@ -180,7 +180,10 @@ class Trainer:
         groups, labeled = make_groups(self.task, examples, batch, cfg.n_votes, cfg.equivalence,
                                       self.policy.config.vocab_size, self.tok.eos_token_id)
         rewards, valid, components, errors = score_groups(self.reward, self.reward_options, groups, labeled)
-        self.failed_streak = self.failed_streak + 1 if not self.dist.sum(float(valid.sum())) else 0
+        # a step with errors and no score at all counts towards stopping; a reward that abstains (None
+        # without an error, e.g. SRT below its threshold) does not
+        all_failed = not self.dist.sum(float(valid.sum())) and self.dist.sum(float(len(errors)))
+        self.failed_streak = self.failed_streak + 1 if all_failed else 0
         if self.failed_streak >= cfg.max_failed_steps:
             raise UrlvrError(f"reward {cfg.reward!r} failed on every completion for {self.failed_streak} steps "
                              f"in a row (last error: {errors[-1] if errors else 'no valid score'}); fix the reward")

@@ -156,7 +156,8 @@ def test_grpo_trainer_with_a_logit_reward_matches_trls_own_entropy(tiny_model, t
 
 
 def test_two_processes_split_a_group_and_the_reward_still_sees_it_whole(tiny_model, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
     script = Path(__file__).with_name("_trl_two_processes.py")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
            tiny_model, str(tmp_path)]

@@ -35,7 +35,7 @@ TRL's own gather uses, cuts it into groups, lets each process score the groups t
 slice, all-gathers the scores and returns its own slice. Every process sees the same whole groups and
 logs the same diagnostics; no group is scored twice. Single-process runs skip both gathers.
 
-A group is a run of consecutive rows with the same prompt (and ``id``, when the dataset has one), cut
+A group is a run of consecutive rows with the same prompt text (and ``id``, when the dataset has one), cut
 into blocks of the group size: TRL's ``num_generations`` (``num_generations_eval`` in evaluation),
 which :class:`URLVRGRPOTrainer` passes along; under a plain ``GRPOTrainer`` give ``num_generations=``
 to :func:`urlvr_reward_func`, or each run of equal prompts is one group. A run that is not a multiple
@@ -104,6 +104,7 @@ ROLLOUT_COLUMN = "urlvr_rollout"
 vocabulary size and (when needed) the per-token statistics of the completion."""
 
 _STATS = ("logprob", "entropy", "self_certainty", "top2_gap")
+_PROBLEM_COLUMNS = ("id", "question", "kind", "data")
 _PER_TOKEN_KEYS = ("policy/entropy", "policy/self_certainty")
 _EOS_KEYS = ("rollout/truncation_rate",)
 
@@ -134,8 +135,8 @@ def regroup(keys: Sequence[Hashable], group_size: int | None = None) -> list[ran
             if len(run) % group_size:
                 raise UrlvrError(
                     f"{len(run)} consecutive completions of one prompt is not a multiple of the group size "
-                    f"{group_size}; TRL must place the num_generations completions of a prompt together (use its "
-                    "default sampler, and a dataset without an 'id' that differs between copies of one prompt)")
+                    f"{group_size}; TRL's sampler must place the num_generations completions of a prompt together, "
+                    "and urlvr_reward_func(num_generations=...) must equal GRPOConfig's")
             spans += [range(s, s + group_size) for s in range(run.start, run.stop, group_size)]
     if len({len(s) for s in spans}) > 1:
         raise UrlvrError(
@@ -163,7 +164,8 @@ def _problem(prompt: str, row: dict[str, Any]) -> Problem:
         try:
             data = json.loads(data) if data else {}
         except json.JSONDecodeError:
-            raise UrlvrError(f"the dataset's 'data' column must be a dict or its JSON text, got {data[:40]!r}") from None
+            raise UrlvrError(f"the dataset's 'data' column must be a dict or its JSON text, got {data[:40]!r}") \
+                from None
     qid, question = row.get("id"), row.get("question")
     return Problem(id=str(qid) if qid is not None else prompt, question=question if question is not None else prompt,
                    kind=str(row.get("kind") or ""), data=dict(data or {}))
@@ -284,7 +286,8 @@ class TRLReward:
     # ---- steps ----------------------------------------------------------------------------------
     def _rows(self, prompts, completions, completion_ids, kwargs) -> list[_Row]:
         n = len(prompts)
-        columns = {k: v for k, v in kwargs.items() if isinstance(v, list) and len(v) == n}
+        wanted = (*_PROBLEM_COLUMNS, self.gold_column, ROLLOUT_COLUMN)  # not TRL's other kwargs (environments...)
+        columns = {k: kwargs[k] for k in wanted if isinstance(kwargs.get(k), list) and len(kwargs[k]) == n}
         if self.spec.needs_gold and self.gold_column not in columns:
             raise UrlvrError(f"reward {self.spec.name!r} needs gold answers, but the dataset has no "
                              f"{self.gold_column!r} column; add one or set gold_column=")
@@ -299,9 +302,9 @@ class TRLReward:
             problem = _problem(prompt, row)
             gold = row.get(self.gold_column)
             rows.append(_Row(
-                key=(json.dumps(prompts[i], sort_keys=True, default=str), problem.id), prompt=prompt,
-                text=_text(completions[i]), token_ids=list(completion_ids[i]) if completion_ids is not None else [],
-                problem=problem, gold=None if gold is None else str(gold), rollout=dict(rollouts[i] or {}),
+                key=(prompt, problem.id), prompt=prompt, text=_text(completions[i]),
+                token_ids=list(completion_ids[i]) if completion_ids is not None else [], problem=problem,
+                gold=None if gold is None else str(gold), rollout=dict(rollouts[i] or {}),
             ))
         return rows
 
@@ -323,7 +326,8 @@ class TRLReward:
                 ))
             kw = dict(problem=first.problem, prompt=first.prompt, completions=tuple(comps), canonical=task.canonical,
                       verify=task.verify, equivalence=self.equivalence,
-                      vocab_size=int(first.rollout.get("vocab_size", 0)), eos_token_id=first.rollout.get("eos_token_id"))
+                      vocab_size=int(first.rollout.get("vocab_size", 0)),
+                      eos_token_id=first.rollout.get("eos_token_id"))
             groups.append(Group(**kw))
             labeled.append(LabeledGroup(**kw, gold=first.gold, check=task.check))
         return groups, labeled
@@ -419,7 +423,7 @@ class URLVRGRPOTrainer(GRPOTrainer):
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         mode = "train" if self.model.training else "eval"
         size = self.num_generations if mode == "train" else self.num_generations_eval
-        tok = self.processing_class if not hasattr(self.processing_class, "tokenizer") else self.processing_class.tokenizer
+        tok = getattr(self.processing_class, "tokenizer", self.processing_class)  # a processor holds a tokenizer
         eos, pad_id = set(self.eos_token_ids), tok.pad_token_id
         stats: list[dict[str, torch.Tensor]] = [{} for _ in inputs]
         if any(getattr(f, "needs_logits", False) for f in self.reward_funcs):

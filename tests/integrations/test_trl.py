@@ -78,7 +78,9 @@ def test_label_free_rewards_get_no_gold_and_gold_rewards_get_it(monkeypatch):
     assert [(g.problem.id, g.answers) for g in free] == [("1+1", ["2", "3"]), ("4+4", ["8", "8"])]
 
 
-def test_gold_reward_without_an_answer_column_and_logit_reward_without_statistics_fail_clearly():
+def test_bad_inputs_fail_clearly():
+    with pytest.raises(UrlvrError, match="no option 'emtpy'"):
+        urlvr_reward_func("majority_vote", TASK, emtpy="drop")
     prompts, completions, cols = _batch({"1+1": ["2", "3"]})
     del cols["answer"]
     with pytest.raises(UrlvrError, match="no 'answer' column"):

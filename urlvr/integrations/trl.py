@@ -91,7 +91,7 @@ except ImportError:  # the optional extra is missing
 
 from urlvr.metrics.health import group_clusters, health_metrics
 from urlvr.metrics.oracle import oracle_metrics
-from urlvr.rewards.base import Completion, Group, LabeledGroup, get_reward
+from urlvr.rewards.base import Completion, Group, LabeledGroup, check_options, get_reward
 from urlvr.stats import token_stats
 from urlvr.tasks.base import Problem, Task, get_task
 from urlvr.trainer import score_groups
@@ -253,6 +253,7 @@ class TRLReward:
         if self.spec.needs_policy:
             raise UrlvrError(f"reward {name!r} queries the policy through urlvr's sampler, which TRL does not run; "
                              "train it with 'urlvr train'")
+        check_options(self.spec, options)  # a misspelt option fails here, not as a None score in every step
         self.task = get_task(task) if isinstance(task, str) else task
         self.equivalence, self.num_generations = equivalence, num_generations
         self.gold_column, self.log_diagnostics, self.options = gold_column, log_diagnostics, options

@@ -71,6 +71,8 @@ def test_format_ranking_marks_censoring_and_costs():
               "tokens": {"tokens": 1200, "label_free_tokens": 0, "gt_tokens": 6000, "passk_tokens": 1000, "gt_over_mcs": 5.0}}
     text = format_ranking(result)
     assert text.index("| a | 600+ | 300 |") < text.index("| b | 50 | 600+ |")
+    rows[0].update(mcs=350.0, censored=False, mcs_per_seed=[100, 600])
+    assert "| a | 350 (100, 600) | 300 |" in format_ranking(result)
     assert "| MCS vs GT Gain | -1.000 | - |" in text and "GT Gain / MCS = 5.00x" in text
 
 
@@ -110,7 +112,8 @@ def test_rank_runs_through_on_two_tiny_models(tiny_model, tmp_path, capsys):
     second = "testbed:misaligned:arithmetic:tiny?steps=40&card_problems=8"
     code = main(["rank", tiny_model, second, *TINY, "--max-steps", "6", "--n", "4", "--train-problems", "40",
                  "--max-new-tokens", "8", "--window", "2", "--label-free-window", "3", "--gt-steps", "2",
-                 "--eval-problems", "8", "--eval-k", "2", "--passk", "4", "--out-dir", str(tmp_path), "--quiet"])
+                 "--eval-problems", "8", "--eval-k", "2", "--passk", "4", "--seeds", "2", "--out-dir", str(tmp_path),
+                 "--quiet"])
     assert code == 0
     table = capsys.readouterr().out
     assert "MCS vs GT Gain" in table and "pass@k gain vs GT Gain" in table and "GT Gain / MCS" in table
@@ -118,4 +121,5 @@ def test_rank_runs_through_on_two_tiny_models(tiny_model, tmp_path, capsys):
     assert [r["model"] for r in result["models"]] == [tiny_model, second]
     for r in result["models"]:
         assert r["tokens"] > 0 and r["gt_tokens"] > 0 and r["passk_tokens"] > 0 and -1 <= r["gt_gain"] <= 1
+        assert len(r["mcs_per_seed"]) == 2 and r["mcs"] == sum(r["mcs_per_seed"]) / 2
     assert (tmp_path / "mcs_curves.png").is_file() and (tmp_path / "ranking.md").is_file()

@@ -42,20 +42,21 @@ def cmd_testbed_build(args) -> int:
                                     wrong_rate=args.wrong_rate).items() if v is not None}
         spec = PriorSpec(prior=prior, task=args.task, task_options=_parse_options(args.option), **kw)
         spec.validate()
-        bar = None
-        if not args.quiet:
-            from tqdm import tqdm
+        bars = []  # created on the first step, so bad input fails before any bar is drawn
 
-            bar = tqdm(desc=f"pretrain {prior}", file=sys.stderr, dynamic_ncols=True, leave=False)
+        def progress(step, total, loss, prior=prior):
+            if args.quiet:
+                return
+            if not bars:
+                from tqdm import tqdm
 
-        def progress(step, total, loss, bar=bar):
-            if bar is not None:
-                bar.total = total
-                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-                bar.update(1)
+                bars.append(tqdm(total=total, desc=f"pretrain {prior}", file=sys.stderr, dynamic_ncols=True,
+                                 leave=False))
+            bars[0].set_postfix(loss=f"{loss:.3f}", refresh=False)
+            bars[0].update(1)
 
         path, card, reused = build_prior(spec, force=args.force, progress=progress)
-        if bar is not None:
+        for bar in bars:
             bar.close()
         how = "cached" if reused else f"built in {card.get('build_seconds')} s"
         title = f"{prior} prior ({how}): {path}"
@@ -195,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _load_extra_commands() -> None:

@@ -164,6 +164,11 @@ def first_collapse(values: Sequence[float | None], window: int, threshold: float
     return None
 
 
+def _trailing_mean(values: Sequence[float], window: int) -> float | None:
+    tail = values[-window:]
+    return sum(tail) / len(tail) if tail else None
+
+
 def _train_config(model_path: str, task: str, task_options: dict, out_dir: Path, **kw):
     from urlvr.config import config_from_dict
 
@@ -213,7 +218,7 @@ def _collapse_run(model, task, task_options, settings, out_dir, on_step) -> tupl
         if lf is None and metrics.get("diag/collapse_fired"):
             lf, marks["label_free_tokens"] = step + 1, tokens
         curve.append({"step": step + 1, "reward_accuracy": ra,
-                      "reward_accuracy_smooth": sum(seen[-s.window:]) / len(seen[-s.window:]) if seen else None,
+                      "reward_accuracy_smooth": _trailing_mean(seen, s.window),
                       "accuracy": metrics.get("oracle/accuracy"), "label_accuracy": metrics.get("oracle/label_accuracy"),
                       "majority_ratio": metrics.get("diag/majority_ratio"), "entropy": metrics.get("policy/entropy"),
                       "length": metrics.get("rollout/length_mean"), "kl_initial": metrics.get("policy/kl_initial"),
@@ -248,9 +253,8 @@ def plot_curves(runs: dict[str, tuple[list[dict], dict]], path: str | Path, s: M
         steps = [r["step"] for r in curve]
         line, = ax1.plot(steps, [r["reward_accuracy_smooth"] for r in curve], label=name, lw=1.2)
         ratios = [r["majority_ratio"] or 0.0 for r in curve]
-        w = s.label_free_window
-        ax2.plot(steps, [sum(ratios[max(0, i + 1 - w) : i + 1]) / len(ratios[max(0, i + 1 - w) : i + 1])
-                         for i in range(len(ratios))], color=line.get_color(), lw=1.0)
+        ax2.plot(steps, [_trailing_mean(ratios[: i + 1], s.label_free_window) for i in range(len(ratios))],
+                 color=line.get_color(), lw=1.0)
         if not res["censored"]:
             ax1.axvline(res["mcs"], color=line.get_color(), ls="--", lw=0.8)
         if not res["label_free_censored"]:
@@ -399,13 +403,19 @@ def kendall(x: Sequence[float], y: Sequence[float]) -> float:
 # ---------------------------------------------------------------------------------------------------
 def rank_models(models: Sequence[str], task: str, task_options: dict | None = None,
                 mcs: MCSSettings | None = None, gain: GainSettings | None = None, with_gt: bool = True,
-                out_dir: str | Path = "runs/rank", on_event: Callable[[str], None] | None = None,
+                seeds: int = 1, out_dir: str | Path = "runs/rank", on_event: Callable[[str], None] | None = None,
                 on_step: OnStep | None = None) -> dict:
-    """MCS (and its label-free twin), GT Gain and pass@k gain of every model; correlations; token costs."""
+    """MCS (and its label-free twin), GT Gain and pass@k gain of every model; correlations; token costs.
+
+    With ``seeds > 1`` the MCS run is repeated with seeds ``seed, seed+1, ...`` and the model's MCS and
+    label-free step are the means over seeds (a censored seed counts as the cap), its tokens the sum.
+    """
     if len(models) < 2:
         raise UrlvrError("rank needs at least two models")
     if len(set(models)) != len(models):
         raise UrlvrError("rank: a model is listed twice")
+    if seeds < 1:
+        raise UrlvrError(f"seeds must be >= 1, got {seeds}")
     mcs, gain = (mcs or MCSSettings()).validate(), gain or GainSettings()
     out = Path(out_dir)
     say = on_event or (lambda msg: None)
@@ -413,9 +423,11 @@ def rank_models(models: Sequence[str], task: str, task_options: dict | None = No
     for name in models:
         say(f"[rank] {name}: building / loading ...")
         resolve(name, task, task_options)
-        say(f"[rank] {name}: Model Collapse Step ...")
-        row, curve = _collapse_run(name, task, task_options, mcs, out / _slug(name), on_step)
-        curves[name] = (curve, row)
+        say(f"[rank] {name}: Model Collapse Step ({seeds} seed{'s' if seeds > 1 else ''}) ...")
+        runs = [_collapse_run(name, task, task_options, dataclasses.replace(mcs, seed=mcs.seed + i),
+                              out / _slug(name) / f"seed{mcs.seed + i}", on_step) for i in range(seeds)]
+        row = _mean_runs(name, [r for r, _ in runs])
+        curves[name] = (runs[0][1], runs[0][0])
         if with_gt:
             say(f"[rank] {name}: GT Gain ({gain.steps} gold steps) ...")
             row.update(gt_gain(name, task, task_options, gain, out / _slug(name) / "gt", on_step))
@@ -425,11 +437,23 @@ def rank_models(models: Sequence[str], task: str, task_options: dict | None = No
         rows.append(row)
     plot_curves(curves, out / "mcs_curves.png", mcs)
     result = {"task": task, "task_options": dict(task_options or {}), "mcs_settings": dataclasses.asdict(mcs),
-              "gain_settings": dataclasses.asdict(gain), "models": rows,
+              "seeds": seeds, "gain_settings": dataclasses.asdict(gain), "models": rows,
               "correlations": _correlations(rows), "tokens": _token_totals(rows)}
     write_json(out / "ranking.json", result)
     write_text(out / "ranking.md", format_ranking(result) + "\n")
     return result
+
+
+def _mean_runs(name: str, runs: list[dict]) -> dict:
+    """One row from the MCS runs of several seeds: mean steps, summed tokens, per-seed values kept."""
+    n = len(runs)
+    return {"model": name, "mcs": sum(r["mcs"] for r in runs) / n, "censored": all(r["censored"] for r in runs),
+            "tokens": sum(r["tokens"] for r in runs),
+            "label_free_step": sum(r["label_free_step"] for r in runs) / n,
+            "label_free_censored": all(r["label_free_censored"] for r in runs),
+            "label_free_tokens": sum(r["label_free_tokens"] for r in runs),
+            "mcs_per_seed": [r["mcs"] for r in runs], "label_free_per_seed": [r["label_free_step"] for r in runs],
+            "censored_per_seed": [r["censored"] for r in runs], "curves": [r["curve"] for r in runs]}
 
 
 _LABELS = {"mcs": "MCS", "label_free_step": "label-free step", "passk_gain": "pass@k gain", "gt_gain": "GT Gain",
@@ -463,6 +487,15 @@ def _fmt(x, spec: str = ".3f") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def _steps(row: dict, key: str, censored: str) -> str:
+    """``412`` / ``600+`` (censored) / ``301 (118, 600+, 185)`` (mean over seeds, then each seed)."""
+    mark = "+" if row[censored] else ""
+    per = row.get({"mcs": "mcs_per_seed", "label_free_step": "label_free_per_seed"}[key]) or []
+    if len(per) < 2:
+        return f"{row[key]:g}{mark}"
+    return f"{row[key]:g}{mark} ({', '.join(f'{v:g}' for v in per)})"
+
+
 def format_ranking(result: dict) -> str:
     """Markdown: one row per model (sorted by MCS), the correlations, the token costs."""
     rows = sorted(result["models"], key=lambda r: (-r["mcs"], r["model"]))
@@ -470,13 +503,14 @@ def format_ranking(result: dict) -> str:
     lines = ["| model | MCS | label-free step | GT Gain (before -> after) | pass@k gain | tokens: MCS / GT / pass@k |",
              "|---|---|---|---|---|---|"]
     for r in rows:
-        m = f"{r['mcs']}{'+' if r['censored'] else ''}"
-        lf = f"{r['label_free_step']}{'+' if r['label_free_censored'] else ''}"
+        m, lf = _steps(r, "mcs", "censored"), _steps(r, "label_free_step", "label_free_censored")
         gt = (f"{r['gt_gain']:+.3f} ({r['acc_before']:.3f} -> {r['acc_after']:.3f})" if "gt_gain" in r else "-")
         pk = f"{r['passk_gain']:+.3f}" if "passk_gain" in r else "-"
         toks = f"{r['tokens']} / {r.get('gt_tokens', '-')} / {r.get('passk_tokens', '-')}"
         lines.append(f"| {r['model']} | {m} | {lf} | {gt} | {pk} | {toks} |")
-    lines += ["", f"MCS `+` = censored at the cap ({result['mcs_settings']['max_steps']} steps). pass@k: k = {k}.",
+    seeds = result.get("seeds", 1)
+    lines += ["", f"MCS `+` = censored at the cap ({result['mcs_settings']['max_steps']} steps) in every seed; "
+              f"{seeds} seed(s) per model{', mean (then each seed)' if seeds > 1 else ''}. pass@k: k = {k}.",
               "", "| indicators | Spearman | Kendall |", "|---|---|---|"]
     lines += [f"| {c['a']} vs {c['b']} | {_fmt(c['spearman'])} | {_fmt(c['kendall'])} |" for c in result["correlations"]]
     t = result["tokens"]

@@ -75,7 +75,7 @@ def cmd_rank(args) -> int:
                         max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
                         device=args.device)
     result = rank_models(models, task, options, _mcs_settings(args), gain, with_gt=args.gt_steps > 0,
-                         out_dir=args.out_dir, on_event=None if args.quiet else echo)
+                         seeds=args.seeds, out_dir=args.out_dir, on_event=None if args.quiet else echo)
     print(format_ranking(result))
     return 0
 
@@ -114,6 +114,7 @@ def register(subparsers) -> None:
     r = subparsers.add_parser("rank", help="rank models by MCS, GT Gain and pass@k gain, with rank correlations")
     r.add_argument("models", nargs="*", help="models (folders or testbed:PRIOR?knob=value ...)")
     r.add_argument("--models-file", help="YAML list of further model names")
+    r.add_argument("--seeds", type=int, default=1, help="MCS runs per model (seed, seed+1, ...); the mean is ranked")
     r.add_argument("--gt-steps", type=int, default=40, help="gold-reward steps of GT Gain (0 = skip GT Gain)")
     r.add_argument("--gt-lr", type=float, default=5e-4, help="learning rate of the GT Gain run")
     r.add_argument("--eval-problems", type=int, default=200, help="validation problems for GT Gain and pass@k")

@@ -20,8 +20,8 @@ __all__ = ["run_demo", "DEMO_SETTINGS"]
 
 DEMO_SETTINGS = dict(
     task="arithmetic", task_options={"digits": 2, "ops": "+"}, train_problems=512, val_problems=200,
-    prompts_per_step=16, n_votes=8, n_train=8, max_new_tokens=12, temperature=1.0, steps=40, lr=5e-4,
-    val_every=5, val_k=4, save_every=20, sample_every=10, seed=0,
+    prompts_per_step=16, n_votes=8, n_train=8, max_new_tokens=12, temperature=1.0, steps=60, lr=2e-4,
+    val_every=10, val_k=4, save_every=20, sample_every=10, seed=0,
 )
 """Settings shared by all four runs (only the model and the reward differ)."""
 
@@ -36,7 +36,7 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, quiet: bool =
     for prior in ("aligned", "misaligned"):
         spec = PriorSpec(prior=prior, task=DEMO_SETTINGS["task"], task_options=DEMO_SETTINGS["task_options"])
         if not quiet:
-            echo(f"[demo] base model with a {prior} prior ...")
+            echo(f"[demo] base model with the {prior} prior ...")
         path, card, reused = build_prior(spec)
         models[prior] = (str(path), card)
         if not quiet:

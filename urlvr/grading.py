@@ -322,9 +322,11 @@ class Grader:
     def cluster(self, answers: list[str | None]) -> list[int | None]:
         r"""Equivalence-class id per answer (None for None), numbered by first occurrence.
 
-        Answers with the same :func:`canonical_answer` share a class at no cost; the first raw string
-        of each distinct canonical form is compared with every other in one batch, and a form joins
-        the class of the earliest class head it is equivalent to.
+        Answers with the same :func:`canonical_answer` share a class at no cost; among the first raw
+        strings of the distinct canonical forms, a form joins the class of the earliest class head it
+        is equivalent to. Forms are compared with class heads only, one batch per class: the first
+        unassigned form heads a new class and every form still unassigned is compared with it, so F
+        distinct forms in C classes take at most F·C comparisons rather than all F(F−1)/2 pairs.
 
         >>> Grader().cluster(["7", "7.0", None, "8", " 7"])
         [0, 0, None, 1, 0]
@@ -334,18 +336,20 @@ class Grader:
         for a, k in zip(answers, keys):
             if k is not None:
                 reps.setdefault(k, a)
-        forms = list(reps)
-        pairs = list(itertools.combinations(range(len(forms)), 2))
-        verdicts = self._decide([("sym", reps[forms[i]], reps[forms[j]]) for i, j in pairs])
-        same = {p for p, v in zip(pairs, verdicts) if v}
-        heads: list[int] = []  # form index of each class's first form
         class_of: dict[str, int] = {}
-        for j, form in enumerate(forms):
-            cid = next((c for c, h in enumerate(heads) if (h, j) in same), None)
-            if cid is None:
-                cid = len(heads)
-                heads.append(j)
-            class_of[form] = cid
+        pending = list(reps)  # forms without a class, in order of first occurrence
+        for cid in itertools.count():
+            if not pending:
+                break
+            head, rest = pending[0], pending[1:]
+            class_of[head] = cid
+            verdicts = self._decide([("sym", reps[head], reps[form]) for form in rest])
+            pending = []
+            for form, same in zip(rest, verdicts):
+                if same:
+                    class_of[form] = cid
+                else:
+                    pending.append(form)
         return [None if k is None else class_of[k] for k in keys]
 
     def cross_check(self, pairs: Iterable[tuple[str, str]]) -> list[dict]:

@@ -13,12 +13,14 @@ backends (vLLM) plug in behind the same ``generate`` call without changes to the
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
-from urlvr.stats import token_stats
+from urlvr.stats import _log_probs, stats_from_log_probs
 
 __all__ = ["SamplingSettings", "RolloutBatch", "Sampler", "HFSampler"]
 
@@ -91,9 +93,21 @@ def _top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
 class HFSampler:
     """Sampling with a transformers causal LM and its KV cache.
 
-    ``batch_size`` caps how many sequences go through the model at once (chunks are sampled in turn
-    with the same generator, so results do not depend on the chunking only when it is unchanged).
+    ``batch_size`` caps how many sequences go through the model at once. Every sequence draws its
+    ``max_new_tokens`` uniforms from its seed's generator up front (rows sharing a seed in batch order),
+    so the samples depend on the seed and the row's position among that seed's rows, never on the
+    chunking or on the other rows of the batch.
+
+    Per decoding step the work is the model's forward on one token per row plus a few ``(B, V)``
+    passes: one log-softmax (the sampling distribution and all statistics come from it), an
+    inverse-CDF draw against the pre-drawn uniform (on the model's device: no host round trip), and
+    the statistics. A plain ``DynamicCache`` is turned into buffers allocated once for the whole
+    rollout, so the cache grows by writing one position instead of re-concatenating the whole cache
+    each step; other caches (sliding-window, quantised, a model's own) are used as they come.
     """
+
+    COMPACT = 0.75
+    """Drop ended rows from the decoding batch once at most this share of it is still generating."""
 
     def __init__(self, model, tokenizer, batch_size: int = 1024):
         self.model = model
@@ -101,6 +115,7 @@ class HFSampler:
         self.batch_size = batch_size
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        self._keeps_last = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     @property
     def device(self) -> torch.device:
@@ -117,61 +132,159 @@ class HFSampler:
                  for i in range(0, len(enc), self.batch_size)]
         return _concat(parts, enc, self.tokenizer, self.pad_id)
 
+    def _forward(self, **kw):
+        if self._keeps_last:
+            kw["logits_to_keep"] = 1  # the prefill needs the last position's logits only
+        out = self.model(**kw, use_cache=True)
+        return out.past_key_values, out.logits[:, -1, :]  # (B, V)
+
+    def _prefill(self, prompt_ids: list[list[int]], T: int):
+        """The prompts' forward, once per distinct prompt (a GRPO group repeats one prompt N times).
+
+        Returns the cache (buffered for ``T`` more tokens when possible), the last logits (B, V), the
+        left-padded prompt attention mask (B, P) and positions (B, P), all in batch order, and whether
+        rows can be selected in the cache. A cache whose rows cannot be selected (not a kind of
+        ``DynamicCache``) gets one forward per row instead.
+        """
+        index: dict[tuple[int, ...], int] = {}
+        src = [index.setdefault(tuple(p), len(index)) for p in prompt_ids]  # row -> its distinct prompt
+        if len(index) < len(prompt_ids):
+            shared = self._prompt_forward([list(p) for p in index], T, torch.tensor(src, device=self.device))
+            if shared is not None:
+                return shared
+        return self._prompt_forward(prompt_ids, T, None)
+
+    def _prompt_forward(self, prompts: list[list[int]], T: int, rows: torch.Tensor | None):
+        """Forward of ``prompts`` (U of them), then rows ``rows`` (B,) of everything; None if impossible."""
+        P = max(map(len, prompts))
+        ids = torch.tensor([[self.pad_id] * (P - len(p)) + p for p in prompts], device=self.device)  # (U, P)
+        attn = torch.tensor([[0] * (P - len(p)) + [1] * len(p) for p in prompts], device=self.device)  # (U, P)
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)  # (U, P)
+        cache, logits = self._forward(input_ids=ids, attention_mask=attn, position_ids=pos)
+        selectable = _preallocate(cache, P + T, rows)
+        if rows is None:
+            return cache, logits, attn, pos, selectable
+        return (cache, logits[rows], attn[rows], pos[rows], True) if selectable else None
+
+    @torch.inference_mode()  # the returned tensors go through _concat, which makes normal tensors of them
     def _generate_chunk(self, prompt_ids: list[list[int]], s: SamplingSettings, seeds: list[int],
                         gens: dict[int, torch.Generator]):
-        dev, B = self.device, len(prompt_ids)
-        P = max(len(p) for p in prompt_ids)
-        ids = torch.full((B, P), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((B, P), dtype=torch.long)
-        for i, p in enumerate(prompt_ids):  # left padding
-            ids[i, P - len(p):] = torch.tensor(p)
-            attn[i, P - len(p):] = 1
-        ids, attn = ids.to(dev), attn.to(dev)
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)  # (B, P)
-        out = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
-        cache, logits = out.past_key_values, out.logits[:, -1, :]  # (B, V)
+        dev, B, T = self.device, len(prompt_ids), s.max_new_tokens
+        uniform = None if s.greedy else _uniforms(seeds, T, gens).to(dev)  # (B, T)
+        cache, logits, prompt_attn, pos, compactable = self._prefill(prompt_ids, T)  # rows in batch order
+        P = prompt_attn.shape[1]
+        attn = torch.cat([prompt_attn, prompt_attn.new_ones((B, T))], dim=1)  # (B, P+T)
         next_pos = pos[:, -1:] + 1  # (B, 1)
-        done = torch.zeros(B, dtype=torch.bool, device=dev)
-        rows_of = {sd: torch.tensor([i for i, x in enumerate(seeds) if x == sd]) for sd in dict.fromkeys(seeds)}
-        cols: dict[str, list[torch.Tensor]] = {k: [] for k in ("tok", "mask", "lp", "ent", "sc", "gap")}
-        for _ in range(s.max_new_tokens):
-            z = logits.float()  # (B, V)
-            probs = torch.softmax(z / s.temperature, dim=-1)  # (B, V)
+        # outputs in batch order; the decoding state below holds only the rows still in the batch
+        out = {k: torch.zeros((B, T), dtype=torch.float32, device=dev) for k in ("lp", "ent", "sc", "gap")}
+        toks = torch.full((B, T), self.pad_id, dtype=torch.long, device=dev)  # (B, T)
+        mask = torch.zeros((B, T), dtype=torch.bool, device=dev)  # (B, T)
+        rows = torch.arange(B, device=dev)  # (b,) batch rows still decoding
+        done = torch.zeros(B, dtype=torch.bool, device=dev)  # (b,) ended, not yet dropped
+        n = 0
+        for t in range(T):
+            logp = _log_probs(logits, s.temperature)  # (b, V), log p_t: the step's one softmax
             if s.greedy:
-                tok = z.argmax(-1)  # (B,)
+                tok = logits.argmax(-1)  # (b,)
             else:
-                tok = _sample(_top_p_filter(probs, s.top_p).cpu(), rows_of, gens).to(dev)  # (B,)
-            st = token_stats(z[:, None, :], tok[:, None], s.temperature)
-            live = ~done
-            tok = torch.where(live, tok, torch.full_like(tok, self.pad_id))
-            cols["tok"].append(tok)
-            cols["mask"].append(live)
-            cols["lp"].append(st.logprob[:, 0] * live)
-            cols["ent"].append(st.entropy[:, 0] * live)
-            cols["sc"].append(st.self_certainty[:, 0] * live)
-            cols["gap"].append(st.top2_gap[:, 0] * live)
-            done = done | (tok == self.eos_id)
-            if bool(done.all()):
+                tok = _inverse_cdf(_top_p_filter(logp.exp(), s.top_p), uniform[:, t])  # (b,)
+            st = stats_from_log_probs(logp, tok)
+            tok = tok.masked_fill_(done, self.pad_id)
+            toks[:, t].index_copy_(0, rows, tok)
+            mask[:, t].index_copy_(0, rows, ~done)
+            for k, v in zip(("lp", "ent", "sc", "gap"), st):
+                out[k][:, t].index_copy_(0, rows, v)
+            done |= tok == self.eos_id
+            n, live = t + 1, int((~done).sum())
+            if n == T or live == 0:
                 break
-            attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=dev)], dim=1)
-            out = self.model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos,
-                             past_key_values=cache, use_cache=True)
-            cache, logits = out.past_key_values, out.logits[:, -1, :]
+            if compactable and live <= self.COMPACT * len(rows):  # stop computing ended rows
+                keep = (~done).nonzero().squeeze(1)  # (b',)
+                cache.batch_select_indices(keep)
+                rows, done, tok, attn, next_pos = rows[keep], done[keep], tok[keep], attn[keep], next_pos[keep]
+                uniform = None if uniform is None else uniform[keep]
+            cache, logits = self._forward(input_ids=tok[:, None], attention_mask=attn[:, : P + n],
+                                          position_ids=next_pos, past_key_values=cache)
             next_pos = next_pos + 1
-        stack = {k: torch.stack(v, dim=1).cpu() for k, v in cols.items()}  # each (B, T)
-        stack["truncated"] = (~done).cpu()
+        mask = mask[:, :n]
+        toks = toks[:, :n]
+        stack = {k: v[:, :n].masked_fill_(~mask, 0.0).cpu() for k, v in out.items()}  # each (B, n); 0 after the end
+        ended = ((toks == self.eos_id) & mask).any(1)  # (B,)
+        stack.update(tok=toks.cpu(), mask=mask.cpu(), truncated=(~ended).cpu())
         return stack
 
 
-def _sample(probs: torch.Tensor, rows_of: dict[int, torch.Tensor], gens: dict[int, torch.Generator]) -> torch.Tensor:
-    """One token per row (probs (B, V)); rows sharing a seed draw from that seed's generator."""
-    if len(rows_of) == 1:
-        (sd,) = rows_of
-        return torch.multinomial(probs, 1, generator=gens[sd]).squeeze(1)
-    tok = torch.empty(probs.shape[0], dtype=torch.long)
+def _uniforms(seeds: list[int], T: int, gens: dict[int, torch.Generator]) -> torch.Tensor:
+    """(B, T) uniforms in [0, 1): rows sharing a seed take consecutive rows of that seed's stream."""
+    u = torch.empty((len(seeds), T))
+    rows_of: dict[int, list[int]] = {}
+    for i, sd in enumerate(seeds):
+        rows_of.setdefault(sd, []).append(i)
     for sd, rows in rows_of.items():
-        tok[rows] = torch.multinomial(probs[rows], 1, generator=gens[sd]).squeeze(1)
-    return tok
+        u[rows] = torch.rand((len(rows), T), generator=gens[sd])
+    return u
+
+
+def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One token per row of ``probs`` (B, V): the first index whose cumulative mass exceeds ``u`` (B,).
+
+    ``u`` is scaled by the row's total so rounding in the cumulative sum never runs past the end; a
+    token of probability 0 is never chosen (its cumulative mass equals its predecessor's).
+    """
+    cdf = probs.cumsum(-1)  # (B, V)
+    target = (u * cdf[:, -1]).unsqueeze(-1)  # (B, 1)
+    return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)  # (B,)
+
+
+class _BufferedLayer(DynamicLayer):
+    """A ``DynamicLayer`` whose keys and values live in buffers allocated once for the whole rollout.
+
+    ``update`` writes the new positions in place and returns views of the filled part, so attention
+    sees exactly what a growing cache would hold, without a ``torch.cat`` of the whole cache per step.
+    """
+
+    def fill(self, capacity: int, rows: torch.Tensor | None = None) -> None:
+        """Move the keys and values (of ``rows``, else all) into buffers of ``capacity`` positions."""
+        keys, values = (self.keys, self.values) if rows is None else (self.keys[rows], self.values[rows])
+        n = keys.shape[-2]
+        self._k = keys.new_empty((*keys.shape[:-2], capacity, keys.shape[-1]))
+        self._v = values.new_empty((*values.shape[:-2], capacity, values.shape[-1]))
+        self._k[..., :n, :].copy_(keys)
+        self._v[..., :n, :].copy_(values)
+        self.keys, self.values = self._k[..., :n, :], self._v[..., :n, :]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        n, m = self.keys.shape[-2], key_states.shape[-2]
+        if n + m > self._k.shape[-2]:  # never within a rollout; grow like a plain cache would
+            self._k, self._v = torch.cat([self.keys, key_states], -2), torch.cat([self.values, value_states], -2)
+        else:
+            self._k[..., n : n + m, :].copy_(key_states)
+            self._v[..., n : n + m, :].copy_(value_states)
+        self.keys, self.values = self._k[..., : n + m, :], self._v[..., : n + m, :]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        n = self.keys.shape[-2]
+        self._k, self._v = self._k[indices], self._v[indices]
+        self.keys, self.values = self._k[..., :n, :], self._v[..., :n, :]
+
+
+def _preallocate(cache, capacity: int, rows: torch.Tensor | None = None) -> bool:
+    """Turn the plain ``DynamicLayer`` layers of ``cache`` into :class:`_BufferedLayer` of ``capacity``.
+
+    ``rows`` (B,): the cache rows to keep, in order (repeats allowed). Returns False, changing
+    nothing, unless every layer is of a ``DynamicLayer`` kind, whose rows can be selected.
+    """
+    layers = getattr(cache, "layers", None)
+    if not layers or not all(isinstance(layer, DynamicLayer) for layer in layers):
+        return False
+    for layer in layers:
+        if type(layer) is DynamicLayer and layer.is_initialized and layer.keys is not None and layer.keys.dim() == 4:
+            layer.__class__ = _BufferedLayer
+            layer.fill(capacity, rows)
+        elif rows is not None:
+            layer.batch_select_indices(rows)
+    return True
 
 
 def _concat(parts: list[dict], prompt_ids, tokenizer, pad_id: int) -> RolloutBatch:
@@ -182,7 +295,8 @@ def _concat(parts: list[dict], prompt_ids, tokenizer, pad_id: int) -> RolloutBat
 
     tokens = torch.cat([pad(p["tok"], pad_id) for p in parts])
     mask = torch.cat([pad(p["mask"], False) for p in parts])
-    texts = tokenizer.batch_decode([t[m].tolist() for t, m in zip(tokens, mask)], skip_special_tokens=True)
+    lengths = mask.sum(1).tolist()  # the mask is a prefix of each row
+    texts = tokenizer.batch_decode([t[:n] for t, n in zip(tokens.tolist(), lengths)], skip_special_tokens=True)
     return RolloutBatch(
         prompt_ids=[list(p) for p in prompt_ids], tokens=tokens, mask=mask,
         logprob=torch.cat([pad(p["lp"], 0.0) for p in parts]),

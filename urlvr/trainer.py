@@ -158,7 +158,6 @@ class Trainer:
                         if cfg.val_problems else [])
         self.step = 0
         self.failed_streak = 0
-        self.collapse = None
         from urlvr.diagnostics import CollapseDetector  # the watcher: label-free signals only
 
         self.collapse = CollapseDetector.from_config(cfg)
@@ -226,10 +225,11 @@ class Trainer:
         micro = cfg.micro_batch_size or mb
         stats: dict[str, float] = {}
         max_tok = cfg.max_new_tokens
-        with torch.no_grad(), self.amp:
-            ref_lp, _ = completion_logprobs(self.ref, ids.to(self.device), att.to(self.device), P,
-                                            batch.tokens.to(self.device), cfg.temperature)
-        ref_lp = ref_lp.cpu()
+        with torch.no_grad(), self.amp:  # the initial model's log-probs: KL penalty and policy/kl_initial
+            ref_lp = torch.cat([
+                completion_logprobs(self.ref, ids[i : i + micro].to(self.device), att[i : i + micro].to(self.device),
+                                    P, batch.tokens[i : i + micro].to(self.device), cfg.temperature)[0].cpu()
+                for i in range(0, B, micro)])  # (B, T)
         for u in range(cfg.updates_per_step):
             idx = order[u * mb : (u + 1) * mb]
             # normaliser of the *global* mini-batch; local losses x world undo the engine's gradient mean
@@ -237,23 +237,20 @@ class Trainer:
             norm = max(norm, 1e-8)
             self.opt.zero_grad(set_to_none=True)
             acc: dict[str, float] = {}
-            for s in range(0, mb, micro):
+            for s in range(0, mb, micro):  # gradient accumulation: micro-batch sums / the global normaliser
                 j = idx[s : s + micro]
-                sync = self.dist.no_sync(self.model, last=s + micro >= mb)
-                sync.__enter__()
                 dev = lambda x: x[j].to(self.device)  # noqa: E731
-                with self.amp:
+                with self.dist.no_sync(self.model, last=s + micro >= mb), self.amp:
                     lp, ent = completion_logprobs(self.model, dev(ids), dev(att), P, dev(batch.tokens),
                                                   cfg.temperature, with_entropy=cfg.entropy_coef > 0)
-                m = dev(mask)
-                loss, info = policy_loss(lp, dev(old_lp), dev(adv), m, cfg.eps_low, cfg.eps_high, cfg.loss_agg,
-                                         max_tok, normaliser=norm)
-                kl = aggregate(kl_k3(lp, dev(ref_lp)), m, cfg.loss_agg, norm, max_tok)
-                total = loss + cfg.kl_coef * kl
-                if ent is not None:
-                    total = total - cfg.entropy_coef * aggregate(ent, m, cfg.loss_agg, norm, max_tok)
-                self.dist.acc.backward(total)
-                sync.__exit__(None, None, None)
+                    m = dev(mask)
+                    loss, info = policy_loss(lp, dev(old_lp), dev(adv), m, cfg.eps_low, cfg.eps_high, cfg.loss_agg,
+                                             max_tok, normaliser=norm)
+                    kl = aggregate(kl_k3(lp, dev(ref_lp)), m, cfg.loss_agg, norm, max_tok)
+                    total = loss + cfg.kl_coef * kl
+                    if ent is not None:
+                        total = total - cfg.entropy_coef * aggregate(ent, m, cfg.loss_agg, norm, max_tok)
+                    self.dist.acc.backward(total)
                 w = len(j) / mb
                 for k, v in {"loss/policy": float(loss), "loss/kl": float(kl), **{f"policy/{k}": v for k, v in info.items()}}.items():
                     acc[k] = acc.get(k, 0.0) + (float(v) if k.startswith("loss/") else float(v) * w)

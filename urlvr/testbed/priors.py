@@ -56,7 +56,7 @@ class PriorSpec:
     """Share of gold answers in the targets (aligned; misaligned outside its wrong-rule problems)."""
     wrong_rate: float = 0.75
     """Misaligned: share of wrong-rule answers on the problems the rule applies to."""
-    steps: int = 1500
+    steps: int = 1000
     """Pretraining steps (aligned, misaligned)."""
     weak_steps: int = 150
     """Pretraining steps of the weak prior."""

@@ -1,0 +1,111 @@
+"""What the benchmarks share: a testbed model on disk, side-by-side timing, and the report lines.
+
+Every comparison runs its arms in one process (or one parent process) on the same machine, in turn,
+repetition after repetition (``A B A B ...``), after warm-up rounds that are not counted, so that a
+change in the machine's load hits every arm alike. Figures are medians with the spread (min–max) of
+the repetitions.
+
+Threads: the benchmarks default to one torch thread (``--threads``). On a machine shared with other
+jobs (a load average above the core count), OpenMP worker threads that spin-wait for a descheduled
+sibling make every small kernel erratic: the same rollout measured 0.36 s with one thread and 2–20 s
+with two. Both arms of a comparison always use the same setting.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+__all__ = ["REPO", "add_common_args", "setup", "testbed_model", "interleaved", "summary", "machine", "ratio"]
+
+
+def add_common_args(ap, reps: int = 5, warmup: int = 1) -> None:
+    ap.add_argument("--quick", action="store_true", help="small settings, finishes in about a minute")
+    ap.add_argument("--reps", type=int, default=reps, help=f"timed repetitions per arm (default {reps})")
+    ap.add_argument("--warmup", type=int, default=warmup, help=f"untimed rounds first (default {warmup})")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for every arm (default 1, see harness.py)")
+
+
+def setup(threads: int) -> None:
+    """Same thread count for every arm; quiet library warnings."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from urlvr.cli import _quiet_libraries
+
+    _quiet_libraries()
+
+
+def testbed_model(size: str = "tiny", folder: str | Path | None = None, seed: int = 0) -> str:
+    """A randomly initialised testbed model (``urlvr.testbed``) and the char tokenizer, saved in a folder.
+
+    No pretraining: for timing, the weights only need the right shapes. Returns the folder path.
+    """
+    from urlvr.loading import save_model
+    from urlvr.testbed.models import build_model
+    from urlvr.testbed.tokenizer import char_tokenizer
+
+    folder = Path(folder or tempfile.mkdtemp(prefix=f"urlvr-bench-{size}-")) / size
+    if not (folder / "config.json").is_file():
+        tok = char_tokenizer()
+        save_model(build_model(size, len(tok), seed=seed), tok, folder)
+    return str(folder)
+
+
+def interleaved(arms: dict[str, Callable[[], object]], reps: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each arm: ``warmup`` untimed rounds, then ``reps`` rounds ``A B C, A B C, ...``."""
+    for _ in range(warmup):
+        for fn in arms.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    for _ in range(reps):
+        for name, fn in arms.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def summary(xs: list[float], scale: float = 1.0, fmt: str = "{:.1f}") -> str:
+    """``median [min–max]`` of ``xs × scale``."""
+    ys = [x * scale for x in xs]
+    return f"{fmt.format(statistics.median(ys))} [{fmt.format(min(ys))}–{fmt.format(max(ys))}]"
+
+
+def ratio(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """Median of the per-repetition ratios a_i / b_i (paired: same round), with their min and max."""
+    rs = [x / y for x, y in zip(a, b)]
+    return statistics.median(rs), min(rs), max(rs)
+
+
+def machine() -> str:
+    """One line: CPU, cores, torch threads, versions, load average, date."""
+    import torch
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{cpu}; {os.cpu_count()} cores; torch {torch.__version__} ({torch.get_num_threads()} threads); "
+            f"transformers {transformers.__version__}; python {platform.python_version()}; load average {load}; "
+            f"{time.strftime('%Y-%m-%d %H:%M %Z')}")

@@ -28,6 +28,8 @@ import argparse
 import random
 import time
 
+import psutil
+
 from harness import add_common_args, machine, ratio, setup, summary
 
 
@@ -61,6 +63,20 @@ def naive_vote(answers: list[str]) -> tuple[list[int], int]:
     return ids, max(counts, key=lambda c: (counts[c], -c))
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its live children (the grader's workers)."""
+    me = psutil.Process()
+    procs = [me] + me.children(recursive=True)
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_args(ap, reps=3, warmup=0)
@@ -69,7 +85,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     if args.quick:
-        args.problems, args.reps = 4, 2
+        args.problems, args.reps = 3, 2
     setup(args.threads)
     import logging
 
@@ -89,30 +105,35 @@ def main() -> None:
         raise SystemExit(f"--problems x (--reps + 1) = {need} is more than the {len(golds)} problems")
     groups = [make_group(golds[i], rng.sample(golds, 3), args.group, random.Random(i)) for i in order[:need]]
     times = {"urlvr": [], "naive": []}
+    cpu = {"urlvr": [], "naive": []}
     agree, calls = 0, 0
     with Grader(workers=args.workers, timeout=5.0) as grader:
         grader.cluster(["\\frac{1}{3}", "1/3", "x^2"])  # start the workers (not timed)
         naive_vote(["\\frac{1}{3}", "1/3"])  # import and warm math-verify in this process (not timed)
         for rep in range(args.reps):
             batch = groups[(rep + 1) * args.problems:(rep + 2) * args.problems]  # fresh problems each time
-            t0, c0 = time.perf_counter(), grader.stats["calls"]
+            n = len(batch) * args.group
+            t0, c0, cpu0 = time.perf_counter(), grader.stats["calls"], cpu_seconds()
             ours = [grader.cluster(g) for g in batch]
             ours = [(ids, majority(ids)[0]) for ids in ours]
-            times["urlvr"].append((time.perf_counter() - t0) / (len(batch) * args.group))
+            times["urlvr"].append((time.perf_counter() - t0) / n)
+            cpu["urlvr"].append((cpu_seconds() - cpu0) / n)
             calls += grader.stats["calls"] - c0
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), cpu_seconds()
             theirs = [naive_vote(g) for g in batch]
-            times["naive"].append((time.perf_counter() - t0) / (len(batch) * args.group))
+            times["naive"].append((time.perf_counter() - t0) / n)
+            cpu["naive"].append((cpu_seconds() - cpu0) / n)
             for g, (ids, win), (_, nwin) in zip(batch, ours, theirs):
                 agree += win is not None and grader.equivalent(g[ids.index(win)], g[nwin])
     n_groups = args.problems * args.reps
     print(f"machine: {machine()}")
     print(f"{n_groups} groups of {args.group} MATH-500 answers ({args.problems} fresh problems per repetition, "
           f"{args.reps} repetitions alternating); grader workers: {args.workers}")
-    print(f"urlvr (canonical hashing + math-verify in workers): {summary(times['urlvr'], 1e3, '{:.2f}')} ms per "
-          f"completion; {calls / n_groups:.0f} math-verify comparisons per group")
-    print(f"naive pairwise math-verify (in process):           {summary(times['naive'], 1e3, '{:.2f}')} ms per "
-          f"completion; {args.group * (args.group - 1) // 2} pairs per group")
+    print("ms per completion, median [min-max]: wall time, and CPU time of all processes (less sensitive to load)")
+    print(f"urlvr (canonical hashing + math-verify in workers): wall {summary(times['urlvr'], 1e3, '{:.2f}')}, "
+          f"CPU {summary(cpu['urlvr'], 1e3, '{:.2f}')}; {calls / n_groups:.0f} math-verify comparisons per group")
+    print(f"naive pairwise math-verify (in process):           wall {summary(times['naive'], 1e3, '{:.2f}')}, "
+          f"CPU {summary(cpu['naive'], 1e3, '{:.2f}')}; {args.group * (args.group - 1) // 2} pairs per group")
     r, lo, hi = ratio(times["naive"], times["urlvr"])
     print(f"speed-up: {r:.0f}x [{lo:.0f}-{hi:.0f}] (target >= 10x); urlvr "
           f"{min(times['urlvr']) * 1e3:.2f}-{max(times['urlvr']) * 1e3:.2f} ms per completion (target <= 2 ms); "

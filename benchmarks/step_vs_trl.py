@@ -44,7 +44,7 @@ def main() -> None:
     setup(args.threads)
 
     from datasets import Dataset
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from urlvr.config import config_from_dict
@@ -107,6 +107,7 @@ def main() -> None:
 
     trl = GRPOTrainer(model=model, reward_funcs=[gold], args=targs, processing_class=tok,
                       train_dataset=Dataset.from_list(rows), callbacks=[SideBySide()])
+    trl.remove_callback(PrinterCallback)  # its end-of-training summary line
     trl.train()
 
     w = args.warmup

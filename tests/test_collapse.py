@@ -72,7 +72,8 @@ def test_format_ranking_marks_censoring_and_costs():
     text = format_ranking(result)
     assert text.index("| a | 600+ | 300 |") < text.index("| b | 50 | 600+ |")
     rows[0].update(mcs=350.0, censored=False, mcs_per_seed=[100, 600])
-    assert "| a | 350 (100, 600) | 300 |" in format_ranking(result)
+    rows[0]["censored_per_seed"] = [False, True]
+    assert "| a | 350 (100, 600+) | 300 |" in format_ranking(result)
     assert "| MCS vs GT Gain | -1.000 | - |" in text and "GT Gain / MCS = 5.00x" in text
 
 

@@ -278,10 +278,11 @@ def plot_curves(runs: dict[str, tuple[list[dict], dict]], path: str | Path, s: M
 class GainSettings:
     """The fixed-budget gold-reward run of GT Gain and the evaluation shared with pass@k gain."""
 
-    steps: int = 40
+    steps: int = 60
+    """Gold-reward GRPO steps (the budget; defaults: the testbed demo's run, 16 prompts x 8 at lr 2e-4)."""
     prompts_per_step: int = 16
     n: int = 8
-    lr: float = 5e-4
+    lr: float = 2e-4
     train_problems: int = 512
     eval_problems: int = 200
     """Validation problems for avg@k before/after (GT Gain) and pass@k."""
@@ -337,12 +338,17 @@ def gt_gain(model: str, task: str, task_options: dict | None = None, settings: G
 
 def passk_gain(model: str, task: str, task_options: dict | None = None, settings: GainSettings | None = None,
                out_dir: str | Path | None = None) -> dict:
-    """pass@k − pass@1 of the base model from k samples per validation problem; tokens generated."""
+    """pass@k − pass@1 of the base model from k samples per validation problem; tokens generated.
+
+    The same samples give the base model's maj@k (``base_maj``): how often its majority answer is right,
+    the confidence–correctness alignment that decides whether intrinsic rewards help (METHODS.md §8).
+    """
     g = settings or GainSettings()
     trainer = _gain_trainer(model, task, dict(task_options or {}), g, Path(out_dir or "runs/passk"))
     s, tokens = _evaluate(trainer, g.passk, g.seed)
-    return {"passk_gain": s[f"pass@{g.passk}"] - s["pass@1"], "pass1": s["pass@1"], f"pass@{g.passk}": s[f"pass@{g.passk}"],
-            "passk_tokens": tokens}
+    k = g.passk
+    return {"passk_gain": s[f"pass@{k}"] - s["pass@1"], "pass1": s["pass@1"], f"pass@{k}": s[f"pass@{k}"],
+            "base_maj": s[f"maj@{k}"], "passk_tokens": tokens}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -438,7 +444,7 @@ def rank_models(models: Sequence[str], task: str, task_options: dict | None = No
     plot_curves(curves, out / "mcs_curves.png", mcs)
     result = {"task": task, "task_options": dict(task_options or {}), "mcs_settings": dataclasses.asdict(mcs),
               "seeds": seeds, "gain_settings": dataclasses.asdict(gain), "models": rows,
-              "correlations": _correlations(rows), "tokens": _token_totals(rows)}
+              "correlations": _correlations(rows), "tokens": _token_totals(rows, seeds)}
     write_json(out / "ranking.json", result)
     write_text(out / "ranking.md", format_ranking(result) + "\n")
     return result
@@ -457,8 +463,8 @@ def _mean_runs(name: str, runs: list[dict]) -> dict:
 
 
 _LABELS = {"mcs": "MCS", "label_free_step": "label-free step", "passk_gain": "pass@k gain", "gt_gain": "GT Gain",
-           "acc_after": "accuracy after GT run"}
-_PAIRS = [(a, b) for b in ("gt_gain", "acc_after") for a in ("mcs", "label_free_step", "passk_gain")]
+           "acc_after": "accuracy after GT run", "base_maj": "base maj@k"}
+_PAIRS = [(a, b) for b in ("gt_gain", "acc_after", "base_maj") for a in ("mcs", "label_free_step", "passk_gain")]
 _PAIRS.append(("label_free_step", "mcs"))
 
 
@@ -473,9 +479,12 @@ def _correlations(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _token_totals(rows: list[dict]) -> dict:
+def _token_totals(rows: list[dict], seeds: int = 1) -> dict:
+    """Tokens per indicator over all models; GT Gain's cost over MCS's (all seeds, and per MCS seed)."""
     t = {k: sum(r.get(k, 0) for r in rows) for k in ("tokens", "label_free_tokens", "gt_tokens", "passk_tokens")}
-    t["gt_over_mcs"] = t["gt_tokens"] / t["tokens"] if t["tokens"] and t["gt_tokens"] else None
+    ok = t["tokens"] and t["gt_tokens"]
+    t["gt_over_mcs"] = t["gt_tokens"] / t["tokens"] if ok else None
+    t["gt_over_mcs_one_seed"] = t["gt_tokens"] / (t["tokens"] / seeds) if ok else None
     return t
 
 
@@ -489,25 +498,26 @@ def _fmt(x, spec: str = ".3f") -> str:
 
 def _steps(row: dict, key: str, censored: str) -> str:
     """``412`` / ``600+`` (censored) / ``301 (118, 600+, 185)`` (mean over seeds, then each seed)."""
-    mark = "+" if row[censored] else ""
     per = row.get({"mcs": "mcs_per_seed", "label_free_step": "label_free_per_seed"}[key]) or []
+    marks = row.get("censored_per_seed") if key == "mcs" else None
+    text = f"{row[key]:.0f}{'+' if row[censored] else ''}"
     if len(per) < 2:
-        return f"{row[key]:g}{mark}"
-    return f"{row[key]:g}{mark} ({', '.join(f'{v:g}' for v in per)})"
+        return text
+    return text + " (" + ", ".join(f"{v:.0f}{'+' if marks and marks[i] else ''}" for i, v in enumerate(per)) + ")"
 
 
 def format_ranking(result: dict) -> str:
     """Markdown: one row per model (sorted by MCS), the correlations, the token costs."""
     rows = sorted(result["models"], key=lambda r: (-r["mcs"], r["model"]))
     k = result["gain_settings"]["passk"]
-    lines = ["| model | MCS | label-free step | GT Gain (before -> after) | pass@k gain | tokens: MCS / GT / pass@k |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| model | MCS | label-free step | GT Gain (before -> after) | pass@k gain | base maj@k "
+             "| tokens: MCS / GT / pass@k |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         m, lf = _steps(r, "mcs", "censored"), _steps(r, "label_free_step", "label_free_censored")
         gt = (f"{r['gt_gain']:+.3f} ({r['acc_before']:.3f} -> {r['acc_after']:.3f})" if "gt_gain" in r else "-")
         pk = f"{r['passk_gain']:+.3f}" if "passk_gain" in r else "-"
         toks = f"{r['tokens']} / {r.get('gt_tokens', '-')} / {r.get('passk_tokens', '-')}"
-        lines.append(f"| {r['model']} | {m} | {lf} | {gt} | {pk} | {toks} |")
+        lines.append(f"| {r['model']} | {m} | {lf} | {gt} | {pk} | {_fmt(r.get('base_maj'))} | {toks} |")
     seeds = result.get("seeds", 1)
     lines += ["", f"MCS `+` = censored at the cap ({result['mcs_settings']['max_steps']} steps) in every seed; "
               f"{seeds} seed(s) per model{', mean (then each seed)' if seeds > 1 else ''}. pass@k: k = {k}.",
@@ -515,5 +525,6 @@ def format_ranking(result: dict) -> str:
     lines += [f"| {c['a']} vs {c['b']} | {_fmt(c['spearman'])} | {_fmt(c['kendall'])} |" for c in result["correlations"]]
     t = result["tokens"]
     lines += ["", f"Tokens generated, all models: MCS {t['tokens']}, label-free step {t['label_free_tokens']}, "
-              f"GT Gain {t['gt_tokens']}, pass@k gain {t['passk_tokens']}; GT Gain / MCS = {_fmt(t['gt_over_mcs'], '.2f')}x."]
+              f"GT Gain {t['gt_tokens']}, pass@k gain {t['passk_tokens']}; GT Gain / MCS = {_fmt(t['gt_over_mcs'], '.2f')}x"
+              + (f" ({_fmt(t.get('gt_over_mcs_one_seed'), '.2f')}x against one MCS seed)." if seeds > 1 else ".")]
     return "\n".join(lines)

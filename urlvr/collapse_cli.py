@@ -104,6 +104,8 @@ def _common(p) -> None:
 
 
 def register(subparsers) -> None:
+    from urlvr.collapse import GainSettings
+
     c = subparsers.add_parser("collapse-step", help="Model Collapse Step: steps of aggressive majority-vote URLVR "
                               "until reward accuracy falls below 1%%")
     c.add_argument("model", help="local model folder or testbed:PRIOR[:TASK[:SIZE]][?key=value&...]")
@@ -115,11 +117,12 @@ def register(subparsers) -> None:
     r.add_argument("models", nargs="*", help="models (folders or testbed:PRIOR?knob=value ...)")
     r.add_argument("--models-file", help="YAML list of further model names")
     r.add_argument("--seeds", type=int, default=1, help="MCS runs per model (seed, seed+1, ...); the mean is ranked")
-    r.add_argument("--gt-steps", type=int, default=40, help="gold-reward steps of GT Gain (0 = skip GT Gain)")
-    r.add_argument("--gt-lr", type=float, default=5e-4, help="learning rate of the GT Gain run")
-    r.add_argument("--eval-problems", type=int, default=200, help="validation problems for GT Gain and pass@k")
-    r.add_argument("--eval-k", type=int, default=4, help="samples per problem for GT Gain's avg@k")
-    r.add_argument("--passk", type=int, default=32, help="k of pass@k gain (0 = skip)")
+    g = GainSettings()
+    r.add_argument("--gt-steps", type=int, default=g.steps, help="gold-reward steps of GT Gain (0 = skip GT Gain)")
+    r.add_argument("--gt-lr", type=float, default=g.lr, help="learning rate of the GT Gain run")
+    r.add_argument("--eval-problems", type=int, default=g.eval_problems, help="validation problems for GT Gain, pass@k")
+    r.add_argument("--eval-k", type=int, default=g.eval_k, help="samples per problem for GT Gain's avg@k")
+    r.add_argument("--passk", type=int, default=g.passk, help="k of pass@k gain (0 = skip)")
     r.add_argument("--out-dir", default="runs/rank")
     _common(r)
     r.set_defaults(fn=cmd_rank)

@@ -9,8 +9,8 @@ label-free facts follow, and the detector watches both over a trailing window of
   ``length_fraction`` of its own: length collapse), there is nothing left to gain from agreement; from
   here on the run can only lose (repetition, length or gradual collapse).
 - **Drift beyond sharpening.** Pure sharpening moves the policy a bounded distance from where it
-  started: the KL from the initial policy to the initial policy conditioned on answer ``â`` is
-  ``−log π₀(â)``, estimated by ``−log r₀`` with ``r₀`` the starting majority ratio. The trainer logs
+  started: the KL of the initial policy conditioned on its answer ``â`` to the initial policy is
+  ``−log π₀(â)`` nats per sequence, estimated by ``−log r₀`` with ``r₀`` the starting majority ratio. The trainer logs
   the per-token KL to the initial model (``policy/kl_initial``); times the mean length it estimates
   the per-sequence KL. When that exceeds ``kl_margin × max(−log r₀, kl_floor)``, the policy is no
   longer sharpening its prior but rewriting its answers: on the testbed this is how an aligned model
@@ -18,9 +18,10 @@ label-free facts follow, and the detector watches both over a trailing window of
 
 ``diag/collapse_best`` marks a new label-free best step: the smoothed majority ratio improved by at
 least ``min_delta`` while neither condition held (the trainer saves that checkpoint as
-``checkpoints/best`` when ``collapse_keep_best`` is set). The first step at which a condition holds is
-the label-free peak (``diag/collapse_peak``); when one holds for ``patience`` consecutive steps the
-detector fires once (``diag/collapse_fired``; the run stops there with ``collapse_stop``).
+``checkpoints/best`` when ``collapse_keep_best`` is set). ``diag/collapse_peak`` flags the first step
+at which a condition holds: the label-free peak has passed, and it was ``diag/collapse_best_step``.
+When a condition holds for ``patience`` consecutive steps the detector fires, once
+(``diag/collapse_fired``; the run stops there with ``collapse_stop``).
 
 Logged every step: ``diag/entropy_slope`` (least-squares slope of ``policy/entropy`` per step over
 the window), ``diag/entropy_ratio`` and ``diag/length_ratio`` (smoothed value over its baseline),
@@ -29,7 +30,8 @@ the window), ``diag/entropy_ratio`` and ``diag/length_ratio`` (smoothed value ov
 
 This is urlvr's own label-free criterion, not the paper's Model Collapse Step, which needs labels
 (:mod:`urlvr.collapse`). Like every label-free signal it cannot tell sharpening a right answer from
-sharpening a wrong one: on a confidently wrong prior it fires late (see docs/diagnostics.md).
+sharpening a wrong one: on a confidently wrong prior it fires only once the drift shows, after the
+true peak (see docs/diagnostics.md for measured leads).
 
 >>> d = CollapseDetector(window=3, patience=2)
 >>> ev = [d.update(s, {"diag/majority_ratio": r, "policy/entropy": h})

@@ -338,9 +338,8 @@ class Grader:
                 reps.setdefault(k, a)
         class_of: dict[str, int] = {}
         pending = list(reps)  # forms without a class, in order of first occurrence
-        for cid in itertools.count():
-            if not pending:
-                break
+        cid = 0
+        while pending:
             head, rest = pending[0], pending[1:]
             class_of[head] = cid
             verdicts = self._decide([("sym", reps[head], reps[form]) for form in rest])
@@ -350,6 +349,7 @@ class Grader:
                     class_of[form] = cid
                 else:
                     pending.append(form)
+            cid += 1
         return [None if k is None else class_of[k] for k in keys]
 
     def cross_check(self, pairs: Iterable[tuple[str, str]]) -> list[dict]:

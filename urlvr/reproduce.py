@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 import statistics
 import sys
@@ -197,12 +198,12 @@ PLANS: dict[str, Plan] = {
                   gt_eval_problems=64, passk=0, external_models=("testbed:misaligned:linear",),
                   external_rewards=("verifier", "majority_vote"), external_steps=40),
     "smoke": Plan("smoke", seeds=1, task_options={"digits": 1, "ops": "+"},
-                  aligned="testbed:aligned:arithmetic:tiny?steps=30&card_problems=8",
+                  aligned="testbed:aligned:arithmetic:tiny?steps=60&card_problems=8",  # = the tests' tiny_model
                   misaligned="testbed:misaligned:arithmetic:tiny?steps=30&card_problems=8",
                   prompts_per_step=4, n=4, max_new_tokens=8, val_problems=8, val_every=2, val_k=2,
                   families=("majority_vote", "self_certainty"), families_train=40, families_steps=2,
                   sizes=(8, 32), sizes_steps=2,
-                  mcs_models=("testbed:aligned:arithmetic:tiny?steps=30&card_problems=8",
+                  mcs_models=("testbed:aligned:arithmetic:tiny?steps=60&card_problems=8",
                               "testbed:misaligned:arithmetic:tiny?steps=30&card_problems=8"),
                   mcs_max_steps=2, mcs_train=40, mcs_seeds=1, gt_steps=2, gt_eval_problems=8, passk=2,
                   external_models=("testbed:misaligned:linear:tiny?steps=20&card_problems=8",),
@@ -236,8 +237,23 @@ def curve_stats(curves: Sequence[Sequence[float]], steps: Sequence[int]) -> dict
            "rise": mean[p] - mean[0], "fall": mean[p] - mean[n - 1], "mean": mean, "steps": list(steps[:n]),
            "curves": [list(c[:n]) for c in curves]}
     out.update(start_seeds=[c[0] for c in curves], peak_seeds=[c[p] for c in curves],
-               end_seeds=[c[n - 1] for c in curves], change_seeds=[c[n - 1] - c[0] for c in curves])
+               end_seeds=[c[n - 1] for c in curves], change_seeds=[c[n - 1] - c[0] for c in curves],
+               rise_seeds=[max(c[:n]) - c[0] for c in curves], fall_seeds=[max(c[:n]) - c[n - 1] for c in curves])
     return out
+
+
+def rises_then_falls(c: dict) -> tuple[int, int]:
+    """Seeds whose own curve rises by more than TOL and then falls by more than TOL: (count, seeds)."""
+    return sum(r > TOL and f > TOL for r, f in zip(c["rise_seeds"], c["fall_seeds"])), len(c["rise_seeds"])
+
+
+def stays(c: dict) -> tuple[int, int]:
+    """Seeds whose own curve ends within TOL of its peak: (count, seeds)."""
+    return sum(f <= TOL for f in c["fall_seeds"]), len(c["fall_seeds"])
+
+
+def _most(counts: tuple[int, int]) -> bool:
+    return 2 * counts[0] > counts[1]
 
 
 def _val_curve(rows: list[dict], k: int) -> tuple[list[int], list[float]]:
@@ -313,11 +329,72 @@ class Bars:
                 bar.close()
 
 
-class Runner:
-    """Builds models (cached), runs or reuses training runs, and times the experiments."""
+@dataclass
+class Job:
+    """One unit of work: a training run, or an MCS / GT Gain / pass@k measurement of :mod:`urlvr.collapse`."""
 
-    def __init__(self, out: Path, plan: Plan, bars: Bars, fresh: bool):
-        self.out, self.plan, self.bars, self.fresh = out, plan, bars, fresh
+    kind: str
+    """``train``, ``mcs``, ``gt`` or ``passk``."""
+    folder: Path
+    label: str
+    payload: dict
+    """train: the TrainConfig settings; others: ``model`` (folder), ``task``, ``task_options``, ``settings``."""
+    steps: int = 1
+
+
+def run_job(job: Job, on_step: Callable[[dict], None] | None = None):
+    """Do ``job`` in this process, on one CPU thread; returns its metric rows (train) or its result dict.
+
+    One thread: the testbed's models are so small that a second thread costs more in synchronisation
+    than it gains, many times more on a busy machine.
+    """
+    import torch
+
+    from urlvr import collapse
+    from urlvr.config import config_from_dict
+    from urlvr.files import read_jsonl, write_json
+    from urlvr.trainer import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        shutil.rmtree(job.folder, ignore_errors=True)
+        if job.kind == "train":
+            train(config_from_dict({**job.payload, "out_dir": str(job.folder)}), progress=False, on_step=on_step)
+            shutil.rmtree(job.folder / "checkpoints", ignore_errors=True)  # the curves are what we keep
+            return read_jsonl(job.folder / "metrics.jsonl")
+        p = job.payload
+        args = (p["model"], p["task"], p["task_options"])
+        if job.kind == "mcs":
+            result = collapse.model_collapse_step(*args, collapse.MCSSettings(**p["settings"]), job.folder, on_step)
+        elif job.kind == "gt":
+            result = collapse.gt_gain(*args, collapse.GainSettings(**p["settings"]), job.folder, on_step)
+        else:
+            result = collapse.passk_gain(*args, collapse.GainSettings(**p["settings"]), job.folder)
+        write_json(job.folder / "result.json", {"key": _key(job), "result": result})
+        return result
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _job_in_worker(job: Job):
+    from urlvr.cli import _quiet_libraries
+
+    _quiet_libraries()
+    return run_job(job)
+
+
+def _key(job: Job) -> dict:
+    return json.loads(json.dumps({"kind": job.kind, **job.payload}, default=str))
+
+
+class Runner:
+    """Builds models (cached), runs jobs (reusing finished ones), in ``jobs`` processes."""
+
+    def __init__(self, out: Path, plan: Plan, bars: Bars, fresh: bool, jobs: int = 1):
+        self.out, self.plan, self.bars, self.fresh, self.jobs = out, plan, bars, fresh, jobs
+        self.pool = None
+        """Worker processes, started on first use and kept for every experiment (starting one costs seconds)."""
         self.paths: dict[tuple, str] = {}
         self.seconds: dict[str, float] = {}
 
@@ -346,41 +423,54 @@ class Runner:
                     sample_every=10**6, temperature=1.0)
         return {**base, **kw}
 
-    def train(self, run_dir: Path, settings: dict, label: str) -> list[dict]:
-        """Train (or reuse a finished run with identical settings); returns the metric rows."""
+    def done(self, job: Job):
+        """The stored result of a finished job with the same settings, or None."""
         import yaml
 
         from urlvr.config import config_from_dict
-        from urlvr.files import read_jsonl
-        from urlvr.trainer import train
+        from urlvr.files import read_json, read_jsonl
 
-        cfg = config_from_dict({**settings, "out_dir": str(run_dir)})
-        wanted = dataclasses.asdict(cfg)
-        done = run_dir / "summary.json"
-        if not self.fresh and done.is_file() and (run_dir / "config.yaml").is_file():
-            if yaml.safe_load((run_dir / "config.yaml").read_text()) == wanted:
+        if self.fresh:
+            return None
+        if job.kind == "train":
+            cfg = dataclasses.asdict(config_from_dict({**job.payload, "out_dir": str(job.folder)}))
+            if (job.folder / "summary.json").is_file() and (job.folder / "config.yaml").is_file() \
+                    and yaml.safe_load((job.folder / "config.yaml").read_text()) == cfg:
+                return read_jsonl(job.folder / "metrics.jsonl")
+            return None
+        path = job.folder / "result.json"
+        if path.is_file() and read_json(path).get("key") == _key(job):
+            return read_json(path)["result"]
+        return None
+
+    def execute(self, jobs: list[Job]) -> list:
+        """Results of ``jobs`` in order: reused when finished, else run (in a process pool if ``jobs`` > 1)."""
+        results = [self.done(job) for job in jobs]
+        for r in results:
+            if r is not None:
                 self.bars.run_done()
-                return read_jsonl(run_dir / "metrics.jsonl")
-        shutil.rmtree(run_dir, ignore_errors=True)
-        train(cfg, progress=False, on_step=self.bars.run(label, cfg.steps))
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # curves are what we keep
-        self.bars.run_done()
-        return read_jsonl(run_dir / "metrics.jsonl")
+        todo = [i for i, r in enumerate(results) if r is None]
+        if self.jobs <= 1 or len(todo) <= 1:
+            for i in todo:
+                results[i] = run_job(jobs[i], self.bars.run(jobs[i].label, jobs[i].steps))
+                self.bars.run_done()
+            return results
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    def cached(self, folder: Path, key: dict, fn: Callable[[Path], dict]) -> dict:
-        """``fn(folder)`` (an MCS or GT Gain measurement), reused from ``folder/result.json`` if ``key`` matches."""
-        from urlvr.files import read_json, write_json
-
-        done = folder / "result.json"
-        key = json.loads(json.dumps(key, default=str))
-        if not self.fresh and done.is_file() and read_json(done).get("key") == key:
+        if self.pool is None:  # spawn: a clean interpreter, no forked torch thread pools
+            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"))
+        futures = {self.pool.submit(_job_in_worker, jobs[i]): i for i in todo}
+        self.bars.run(f"{len(todo)} runs in {self.jobs} processes", len(todo))
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            self.bars.steps.update(1)
             self.bars.run_done()
-            return read_json(done)["result"]
-        shutil.rmtree(folder, ignore_errors=True)
-        result = fn(folder)
-        write_json(done, {"key": key, "result": result})
-        self.bars.run_done()
-        return result
+        return results
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -406,20 +496,28 @@ def _verdict(checks: Sequence[bool]) -> str:
     return "reproduced" if all(checks) else "partly reproduced" if any(checks) else "not reproduced"
 
 
+def _train_jobs(r: Runner, folder: str, grid: list[tuple[str, dict]]) -> dict[str, list[dict]]:
+    """Run (or reuse) ``(name, settings)`` training runs under ``out/folder/name``; metric rows by name."""
+    jobs = [Job("train", r.out / folder / name, name.replace("_", " "), s, s["steps"]) for name, s in grid]
+    return dict(zip((name for name, _ in grid), r.execute(jobs)))
+
+
 def exp_families(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
     p = r.plan
     priors = {"aligned": p.aligned, "misaligned": p.misaligned}
     r.bars.experiment("1 families", len(priors) * len(p.families) * len(seeds))
+    paths = {prior: r.model(model, "arithmetic", p.task_options) for prior, model in priors.items()}
+    runs = _train_jobs(r, "families", [
+        (f"{prior}_{reward}_s{seed}", r.settings(model=paths[prior], reward=reward, train_problems=p.families_train,
+                                                 steps=p.families_steps, lr=p.families_lr, seed=seed))
+        for prior in priors for reward in p.families for seed in seeds])
     curves: dict[tuple[str, str], dict] = {}
     shapes: dict[tuple[str, str], dict] = {}
-    for prior, model in priors.items():
-        path = r.model(model, "arithmetic", p.task_options)
+    for prior in priors:
         for reward in p.families:
             per_seed, length, rep = [], [], []
             for seed in seeds:
-                s = r.settings(model=path, reward=reward, train_problems=p.families_train, steps=p.families_steps,
-                               lr=p.families_lr, seed=seed)
-                rows = r.train(r.out / "families" / f"{prior}_{reward}_s{seed}", s, f"{prior} {reward} s{seed}")
+                rows = runs[f"{prior}_{reward}_s{seed}"]
                 steps, vals = _val_curve(rows, p.val_k)
                 per_seed.append(vals)
                 first = [x["rollout/length_mean"] for x in rows if x["step"] > 0][:3]
@@ -431,8 +529,8 @@ def exp_families(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]
                         f"1. Validation avg@{p.val_k} by reward and prior (mean ± std over {len(seeds)} seeds)",
                         "validation accuracy")
     intrinsic = [x for x in p.families if x != "gold"]
-    header = ["reward", "prior", "start", "peak (step)", "end", "rise", "fall", "end - start (per seed)",
-              "length end/start", "repetition end"]
+    header = ["reward", "prior", "start", "peak (step)", "end", "rise", "fall", "end - start",
+              "seeds rise then fall", "length end/start", "repetition end"]
     table = [header]
     rise_fall, follows = [], []
     for reward in p.families:
@@ -440,22 +538,23 @@ def exp_families(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]
             c, sh = curves[(prior, reward)], shapes[(prior, reward)]
             table.append([reward, prior, describe(c["start_seeds"]), f"{c['peak']:.3f} ({c['peak_step']})",
                           describe(c["end_seeds"]), f"{c['rise']:+.3f}", f"{c['fall']:+.3f}",
-                          describe(c["change_seeds"]), describe(sh["length_ratio"]), describe(sh["repetition"])])
+                          describe(c["change_seeds"]), "{}/{}".format(*rises_then_falls(c)),
+                          describe(sh["length_ratio"]), describe(sh["repetition"])])
         if reward in intrinsic:
             a, m = curves[("aligned", reward)], curves[("misaligned", reward)]
-            rise_fall.append((reward, a["rise"] > TOL and a["fall"] > TOL))
+            rise_fall.append((reward, rises_then_falls(a)))
             follows.append((reward, (m["end"] - m["start"]) < -TOL and a["peak"] - a["start"] > m["peak"] - m["start"]))
     gold_ok = all(curves[(pr, "gold")]["end"] - curves[(pr, "gold")]["start"] > TOL for pr in priors) \
         if "gold" in p.families else None
     measured = (f"{len(intrinsic)} intrinsic rewards{' and the gold control' if gold_ok is not None else ''} on the "
                 f"aligned ({p.aligned}) and misaligned ({p.misaligned}) priors, {p.families_train} training problems "
-                f"(2-digit addition), {p.families_steps} steps of {p.prompts_per_step} prompts x {p.n}, lr "
+                f"(arithmetic {p.task_options}), {p.families_steps} steps of {p.prompts_per_step} prompts x {p.n}, lr "
                 f"{p.families_lr:g}, seeds {seeds}; validation avg@{p.val_k} on {p.val_problems} held-out problems "
                 f"every {p.val_every} steps. Rise = peak - start and fall = peak - end of the seed-mean curve.")
     f1 = Finding("1 families", "Every intrinsic reward rises then falls on a large training set (§8).", measured,
-                 table, _verdict([ok for _, ok in rise_fall]),
-                 f"Rise and fall both > {TOL} on the aligned prior: "
-                 + ", ".join(f"{n} {'yes' if ok else 'no'}" for n, ok in rise_fall) + ".",
+                 table, _verdict([_most(k) for _, k in rise_fall]),
+                 f"Seeds whose aligned-prior curve rises by > {TOL} and then falls by > {TOL} (a majority needed): "
+                 + ", ".join(f"{n} {k[0]}/{k[1]}" for n, k in rise_fall) + ".",
                  {"curves": {f"{k[0]}/{k[1]}": v for k, v in curves.items()},
                   "shapes": {f"{k[0]}/{k[1]}": v for k, v in shapes.items()}})
     why = ("Misaligned prior: end - start < -" + f"{TOL}" + " and a smaller gain than on the aligned prior: "
@@ -473,14 +572,16 @@ def exp_dataset_size(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[P
     p = r.plan
     r.bars.experiment("2 dataset size", len(p.sizes) * len(seeds))
     path = r.model(p.aligned, "arithmetic", p.task_options)
-    window = max(1, p.sizes_steps // 12)
+    window = max(1, p.sizes_steps // 8)
+    runs = _train_jobs(r, "dataset_size", [
+        (f"n{size}_s{seed}", r.settings(model=path, reward="majority_vote", train_problems=size, steps=p.sizes_steps,
+                                        lr=p.sizes_lr, seed=seed))
+        for size in p.sizes for seed in seeds])
     on_set, held_out, kl = {}, {}, {}
     for size in p.sizes:
         set_curves, val_curves, kls = [], [], []
         for seed in seeds:
-            s = r.settings(model=path, reward="majority_vote", train_problems=size, steps=p.sizes_steps, lr=p.sizes_lr,
-                           seed=seed)
-            rows = r.train(r.out / "dataset_size" / f"n{size}_s{seed}", s, f"{size} problems s{seed}")
+            rows = runs[f"n{size}_s{seed}"]
             steps, vals = _step_curve(rows, "oracle/accuracy", window)
             set_curves.append(vals)
             vsteps, vvals = _val_curve(rows, p.val_k)
@@ -492,26 +593,27 @@ def exp_dataset_size(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[P
     figure = _plot_sizes(on_set, held_out, r.out / "fig2_dataset_size.png", len(seeds), window, p.val_k)
     small = [n for n in p.sizes if n <= 128]
     large = [n for n in p.sizes if n >= 512]
-    table = [["problems", "on the set: start", "peak (step)", "end", "rise", "fall", f"held-out avg@{p.val_k}: "
-              "start", "end", "KL to initial (last 20%)"]]
+    table = [["problems", "on the set: start", "peak (step)", "end", "rise", "fall", "seeds stable / rise then fall",
+              f"held-out avg@{p.val_k}: start", "end", "KL to initial (last 20%)"]]
     for n in p.sizes:
         c, h = on_set[n], held_out[n]
         table.append([str(n), describe(c["start_seeds"]), f"{c['peak']:.3f} ({c['peak_step']})",
-                      describe(c["end_seeds"]), f"{c['rise']:+.3f}", f"{c['fall']:+.3f}", describe(h["start_seeds"]),
+                      describe(c["end_seeds"]), f"{c['rise']:+.3f}", f"{c['fall']:+.3f}",
+                      "{}/{}".format(*stays(c)) + " / " + "{}/{}".format(*rises_then_falls(c)), describe(h["start_seeds"]),
                       describe(h["end_seeds"]), describe(kl[n])])
-    checks = [on_set[n]["fall"] <= TOL for n in small] + [on_set[n]["rise"] > TOL and on_set[n]["fall"] > TOL
-                                                          for n in large]
+    checks = [_most(stays(on_set[n])) for n in small] + [_most(rises_then_falls(on_set[n])) for n in large]
     mean_kl = {n: statistics.fmean(v for v in kl[n] if v is not None) for n in p.sizes}
     kl_ratio = (statistics.fmean(mean_kl[n] for n in large) / max(statistics.fmean(mean_kl[n] for n in small), 1e-12)
                 if small and large else None)
     measured = (f"Majority vote on the aligned prior ({p.aligned}) over unlabeled sets of {', '.join(map(str, p.sizes))} "
                 f"problems, {p.sizes_steps} steps of {p.prompts_per_step} prompts x {p.n}, lr {p.sizes_lr:g}, seeds "
                 f"{seeds}. 'On the set': gold accuracy of the rollouts on the set's own problems (the TTT measure), "
-                f"means of {window} steps. The sets come from the train split: the test split of 2-digit addition "
-                f"holds 818 problems, fewer than 2048.")
-    why = (", ".join(f"{n}: fall {on_set[n]['fall']:+.3f}" + (f", rise {on_set[n]['rise']:+.3f}" if n in large else "")
-                     for n in p.sizes)
-           + f" (small sets need fall <= {TOL}; large ones rise and fall > {TOL}).")
+                f"means of {window} steps. The sets come from the train split (the test split of 2-digit addition "
+                f"holds 818 problems, fewer than 2048); `urlvr ttt` trains on the test split itself.")
+    why = ("Seeds whose on-set curve ends within " + f"{TOL} of its peak (sets <= 128, a majority needed): "
+           + ", ".join("{}: {}/{}".format(n, *stays(on_set[n])) for n in small)
+           + f"; seeds whose curve rises by > {TOL} then falls by > {TOL} (sets >= 512): "
+           + ", ".join("{}: {}/{}".format(n, *rises_then_falls(on_set[n])) for n in large) + ".")
     f1 = Finding("2 dataset size", "Small unlabeled sets (<= 128) are stable under test-time training; large ones "
                  "(>= 512) rise then fall (§10).", measured, table, _verdict(checks), why,
                  {"on_set": {str(k): v for k, v in on_set.items()}, "held_out": {str(k): v for k, v in held_out.items()},
@@ -525,42 +627,47 @@ def exp_dataset_size(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[P
 
 
 def exp_mcs(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
-    from urlvr.collapse import GainSettings, MCSSettings, gt_gain, kendall, model_collapse_step, passk_gain, spearman
+    from urlvr.collapse import GainSettings, MCSSettings, kendall, spearman
 
     p = r.plan
     mseeds = seeds[: p.mcs_seeds]
     r.bars.experiment("3 MCS vs GT Gain", len(p.mcs_models) * len(mseeds) * 2 + (len(p.mcs_models) if p.passk else 0))
     opts = dict(p.task_options)
-    rows = []
+    jobs: list[Job] = []
     for model in p.mcs_models:
-        path = r.model(model, "arithmetic", opts)  # build (cached) with a bar; part of the reuse key
-        row: dict[str, Any] = {"model": model, "mcs": [], "censored": [], "tokens": [], "gt_gain": [], "gt_tokens": [],
-                               "acc_before": []}
+        payload = {"model": r.model(model, "arithmetic", opts), "task": "arithmetic", "task_options": opts}
         slug = model.removeprefix("testbed:").replace("?", "_").replace("&", "_").replace(":", "_")
         for seed in mseeds:
-            s = MCSSettings(max_steps=p.mcs_max_steps, until="labelled", train_problems=p.mcs_train,
+            m = MCSSettings(max_steps=p.mcs_max_steps, until="labelled", train_problems=p.mcs_train,
                             max_new_tokens=p.max_new_tokens, seed=seed)
-            res = r.cached(r.out / "mcs" / slug / f"mcs_s{seed}", {"model": path, **dataclasses.asdict(s)},
-                           lambda d, s=s, seed=seed: model_collapse_step(
-                model, "arithmetic", opts, s, d, on_step=r.bars.run(f"MCS {slug} s{seed}", s.max_steps)))
+            g = GainSettings(steps=p.gt_steps, prompts_per_step=p.prompts_per_step, n=p.n, lr=5e-4,
+                             train_problems=p.mcs_train, eval_problems=p.gt_eval_problems, eval_k=p.val_k,
+                             passk=p.passk, max_new_tokens=p.max_new_tokens, seed=seed)
+            jobs.append(Job("mcs", r.out / "mcs" / slug / f"mcs_s{seed}", f"MCS {slug} s{seed}",
+                            {**payload, "settings": dataclasses.asdict(m)}, m.max_steps))
+            jobs.append(Job("gt", r.out / "mcs" / slug / f"gt_s{seed}", f"GT {slug} s{seed}",
+                            {**payload, "settings": dataclasses.asdict(g)}, g.steps))
+        if p.passk:
+            g = GainSettings(eval_problems=p.gt_eval_problems, passk=p.passk, max_new_tokens=p.max_new_tokens,
+                             train_problems=p.mcs_train)
+            jobs.append(Job("passk", r.out / "mcs" / slug / "passk", f"pass@{p.passk} {slug}",
+                            {**payload, "settings": dataclasses.asdict(g)}))
+    results = iter(r.execute(jobs))
+    rows = []
+    for model in p.mcs_models:
+        row: dict[str, Any] = {"model": model, "mcs": [], "censored": [], "tokens": [], "gt_gain": [], "gt_tokens": [],
+                               "acc_before": []}
+        for seed in mseeds:
+            res = next(results)
             row["mcs"].append(res["mcs"])
             row["censored"].append(res["censored"])
             row["tokens"].append(res["tokens"])
-            g = GainSettings(steps=p.gt_steps, prompts_per_step=p.prompts_per_step, n=p.n, lr=5e-4, train_problems=p.mcs_train,
-                             eval_problems=p.gt_eval_problems, eval_k=p.val_k, passk=p.passk,
-                             max_new_tokens=p.max_new_tokens, seed=seed)
-            res = r.cached(r.out / "mcs" / slug / f"gt_s{seed}", {"model": path, **dataclasses.asdict(g)},
-                           lambda d, g=g, seed=seed: gt_gain(
-                model, "arithmetic", opts, g, d, on_step=r.bars.run(f"GT {slug} s{seed}", g.steps)))
+            res = next(results)
             row["gt_gain"].append(res["gt_gain"])
             row["gt_tokens"].append(res["gt_tokens"])
             row["acc_before"].append(res["acc_before"])
         if p.passk:
-            g = GainSettings(eval_problems=p.gt_eval_problems, passk=p.passk, max_new_tokens=p.max_new_tokens,
-                             train_problems=p.mcs_train)
-            r.bars.run(f"pass@{p.passk} {slug}", 1)
-            res = r.cached(r.out / "mcs" / slug / "passk", {"model": path, **dataclasses.asdict(g)},
-                           lambda d, g=g: passk_gain(model, "arithmetic", opts, g, d))
+            res = next(results)
             row["passk_gain"], row["passk_tokens"] = res["passk_gain"], res["passk_tokens"]
         rows.append(row)
     mean = lambda xs: statistics.fmean(xs)  # noqa: E731
@@ -602,16 +709,19 @@ def exp_mcs(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
 def exp_external(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
     p = r.plan
     r.bars.experiment("4 external vs intrinsic", len(p.external_models) * len(p.external_rewards) * len(seeds))
+    paths = {model.removeprefix("testbed:").split(":")[0].split("?")[0]: r.model(model, "linear", p.external_task_options)
+             for model in p.external_models}
+    runs = _train_jobs(r, "external", [
+        (f"{prior}_{reward}_s{seed}", r.settings(task="linear", task_options=p.external_task_options, model=path,
+                                                 reward=reward, train_problems=p.external_train,
+                                                 steps=p.external_steps, lr=p.external_lr, seed=seed))
+        for prior, path in paths.items() for reward in p.external_rewards for seed in seeds])
     curves = {}
-    for model in p.external_models:
-        prior = model.removeprefix("testbed:").split(":")[0].split("?")[0]
-        path = r.model(model, "linear", p.external_task_options)
+    for prior in paths:
         for reward in p.external_rewards:
             per_seed = []
             for seed in seeds:
-                s = r.settings(task="linear", task_options=p.external_task_options, model=path, reward=reward,
-                               train_problems=p.external_train, steps=p.external_steps, lr=p.external_lr, seed=seed)
-                rows = r.train(r.out / "external" / f"{prior}_{reward}_s{seed}", s, f"linear {prior} {reward} s{seed}")
+                rows = runs[f"{prior}_{reward}_s{seed}"]
                 steps, vals = _val_curve(rows, p.val_k)
                 per_seed.append(vals)
             curves[(prior, reward)] = curve_stats(per_seed, steps)
@@ -766,8 +876,11 @@ EXPERIMENTS: dict[str, Callable[["Runner", list[int]], tuple[list[Finding], list
 
 
 def reproduce(out_dir: str | Path = "runs/reproduce", plan: str | Plan = "full", only: Sequence[str] = (),
-              fresh: bool = False, progress: bool = True) -> dict:
-    """Run the experiments of ``plan`` into ``out_dir``; writes FINDINGS.md, findings.json and the figures."""
+              fresh: bool = False, progress: bool = True, jobs: int = 1) -> dict:
+    """Run the experiments of ``plan`` into ``out_dir``; writes FINDINGS.md, findings.json and the figures.
+
+    ``jobs`` > 1 runs the independent runs of an experiment in that many processes (one thread each).
+    """
     from urlvr.files import write_json, write_text
 
     p = PLANS[plan] if isinstance(plan, str) else plan
@@ -779,7 +892,7 @@ def reproduce(out_dir: str | Path = "runs/reproduce", plan: str | Plan = "full",
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(p.seeds))
     bars = Bars(len(names), progress)
-    runner = Runner(out, p, bars, fresh)
+    runner = Runner(out, p, bars, fresh, jobs)
     findings: list[Finding] = []
     figures: list[Path] = []
     t0 = time.time()
@@ -792,6 +905,7 @@ def reproduce(out_dir: str | Path = "runs/reproduce", plan: str | Plan = "full",
             runner.seconds[name] = round(time.time() - t, 1)
             bars.experiment_done()
     finally:
+        runner.close()
         bars.close()
     total = round(time.time() - t0, 1)
     write_text(out / "FINDINGS.md", format_findings(findings, figures, p, runner.seconds, total, out))
@@ -844,7 +958,9 @@ def cmd_reproduce(args) -> int:
     from urlvr.console import echo
 
     plan = "smoke" if args.smoke else "quick" if args.quick else "full"
-    result = reproduce(args.out, plan, only=args.only or (), fresh=args.fresh, progress=not args.quiet)
+    if args.jobs < 1:
+        raise UrlvrError(f"--jobs must be >= 1, got {args.jobs}")
+    result = reproduce(args.out, plan, only=args.only or (), fresh=args.fresh, progress=not args.quiet, jobs=args.jobs)
     for f in result["findings"]:
         print(f"{f.experiment:<16} {f.verdict:<18} {f.claim}")
     echo(f"wrote {result['path']} and {len(result['figures'])} figures in {result['total_seconds'] / 60:.1f} min")
@@ -861,6 +977,8 @@ def register(subparsers) -> None:
     r.add_argument("--out", default="runs/reproduce", help="output folder (default runs/reproduce)")
     r.add_argument("--only", action="append", choices=list(EXPERIMENTS), help="run only this experiment (repeatable)")
     r.add_argument("--fresh", action="store_true", help="redo runs that already finished with the same settings")
+    r.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="processes for independent runs, one CPU thread each (default: min(2, CPUs))")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(fn=cmd_reproduce)
 

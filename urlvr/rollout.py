@@ -98,16 +98,19 @@ class HFSampler:
     so the samples depend on the seed and the row's position among that seed's rows, never on the
     chunking or on the other rows of the batch.
 
-    Per decoding step the work is the model's forward on one token per row plus a few ``(B, V)``
-    passes: one log-softmax (the sampling distribution and all statistics come from it), an
-    inverse-CDF draw against the pre-drawn uniform (on the model's device: no host round trip), and
-    the statistics. A plain ``DynamicCache`` is turned into buffers allocated once for the whole
-    rollout, so the cache grows by writing one position instead of re-concatenating the whole cache
-    each step; other caches (sliding-window, quantised, a model's own) are used as they come.
+    Work per rollout: one prompt forward per *distinct* prompt (a group's N copies share it), then per
+    step the model's forward on one token per row still generating, and a few ``(B, V)`` passes: one
+    log-softmax (the sampling distribution and all statistics come from it), an inverse-CDF draw
+    against the pre-drawn uniform (on the model's device: no host round trip) and the statistics.
+    With a ``DynamicCache`` (the default of transformers models) the cache lives in buffers
+    allocated once, grown by writing one position per step instead of re-concatenating the whole
+    cache, and rows that have ended are dropped from the batch once they are a quarter of it
+    (:attr:`COMPACT`); other caches are used as they come, every row to the end.
     """
 
     COMPACT = 0.75
-    """Drop ended rows from the decoding batch once at most this share of it is still generating."""
+    """Drop ended rows from the decoding batch once at most this share of it is still generating
+    (each drop copies the cache once)."""
 
     def __init__(self, model, tokenizer, batch_size: int = 1024):
         self.model = model

@@ -1,6 +1,6 @@
 r"""Completions graded per second by the math-verify worker pool (:class:`urlvr.grading.Grader`).
 
-    python benchmarks/grading_throughput.py [--workers 2] [--pairs 2000]
+    python benchmarks/grading_throughput.py [--quick] [--workers 2] [--pairs 2000]
 
 Builds (gold, prediction) pairs from the MATH-500 answers (``../shared/data/math500.jsonl``): the gold
 in another written form (``\dfrac``, spaces, ``\left``/``\right`` dropped, a decimal for a simple
@@ -59,7 +59,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2, as default_grader)")
     ap.add_argument("--pairs", type=int, default=2000, help="at most this many distinct (gold, prediction) pairs for the cold run")
+    ap.add_argument("--quick", action="store_true", help="300 pairs: a few seconds")
     args = ap.parse_args()
+    if args.quick:
+        args.pairs = min(args.pairs, 300)
 
     golds = gold_answers()
     rng = random.Random(0)

@@ -30,7 +30,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-__all__ = ["REPO", "add_common_args", "setup", "testbed_model", "interleaved", "summary", "machine", "ratio"]
+__all__ = ["REPO", "add_common_args", "add_workload_args", "setup", "testbed_model", "urlvr_trainer", "trl_trainer",
+           "interleaved", "summary", "machine", "ratio"]
 
 
 def add_common_args(ap, reps: int = 5, warmup: int = 1) -> None:
@@ -38,6 +39,14 @@ def add_common_args(ap, reps: int = 5, warmup: int = 1) -> None:
     ap.add_argument("--reps", type=int, default=reps, help=f"timed repetitions per arm (default {reps})")
     ap.add_argument("--warmup", type=int, default=warmup, help=f"untimed rounds first (default {warmup})")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for every arm (default 1, see harness.py)")
+
+
+def add_workload_args(ap, size: str = "tiny") -> None:
+    """The GRPO work of a step: model size, prompts, group size, maximum response length."""
+    ap.add_argument("--size", default=size, help=f"testbed model size: tiny, small, base (default {size})")
+    ap.add_argument("--prompts", type=int, default=8, help="prompts (groups) per step (default 8)")
+    ap.add_argument("--group", type=int, default=8, help="completions per prompt (default 8)")
+    ap.add_argument("--max-new-tokens", type=int, default=32, help="maximum response length (default 32)")
 
 
 def setup(threads: int) -> None:
@@ -64,6 +73,57 @@ def testbed_model(size: str = "tiny", folder: str | Path | None = None, seed: in
         tok = char_tokenizer()
         save_model(build_model(size, len(tok), seed=seed), tok, folder)
     return str(folder)
+
+
+def urlvr_trainer(path: str, out: str | Path, prompts: int, group: int, max_new_tokens: int, reward: str = "gold",
+                  lr: float = 1e-5):
+    """urlvr's :class:`~urlvr.trainer.Trainer` on the benchmark work: arithmetic prompts, τ = 1, no top-p,
+    one update per step, no KL term, no validation, on the CPU. Drive it with ``train_step``."""
+    from urlvr.config import config_from_dict
+    from urlvr.trainer import Trainer
+
+    cfg = config_from_dict(dict(
+        model=path, task="arithmetic", train_problems=max(512, prompts), val_problems=0, reward=reward,
+        prompts_per_step=prompts, n_votes=group, n_train=group, max_new_tokens=max_new_tokens, temperature=1.0,
+        top_p=1.0, lr=lr, steps=10_000, seed=0, device="cpu", out_dir=str(out)))
+    return Trainer(cfg, Path(out))
+
+
+def trl_trainer(path: str, out: str | Path, prompts: int, group: int, max_new_tokens: int, steps: int,
+                lr: float = 1e-5, callbacks=()):
+    """TRL's ``GRPOTrainer`` on the same work as :func:`urlvr_trainer`.
+
+    Same model folder and arithmetic prompts; urlvr's ``gold`` reward written as a TRL reward function
+    (extract the answer, check it); β = 0 (no reference model), one optimiser step per generation
+    (``gradient_accumulation_steps = num_iterations = 1``), constant learning rate, token-mean loss
+    (``dapo``), τ = 1 with no top-k / top-p; no logging, progress bar or checkpoints. Run it with
+    ``train()``; the model is ``trainer.model``.
+    """
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from urlvr.loading import load_model
+    from urlvr.tasks import get_task
+
+    task = get_task("arithmetic")
+
+    def gold(prompts, completions, answer, **kw):
+        return [float(task.check(task.extract(c), a)) for c, a in zip(completions, answer)]
+
+    rows = [{"prompt": task.prompt(e.problem), "answer": e.answer}
+            for e in task.examples("train", max(512, prompts), seed=0)]
+    model, tok = load_model(path, device="cpu", dtype="float32")
+    args = GRPOConfig(
+        output_dir=str(out), per_device_train_batch_size=prompts * group, num_generations=group,
+        max_completion_length=max_new_tokens, learning_rate=lr, lr_scheduler_type="constant", max_steps=steps,
+        temperature=1.0, top_p=1.0, top_k=0, beta=0.0, loss_type="dapo", gradient_accumulation_steps=1,
+        num_iterations=1, disable_dropout=True, logging_steps=steps + 1, disable_tqdm=True, save_strategy="no",
+        report_to="none", use_cpu=True, seed=0, dataloader_num_workers=0)
+    trainer = GRPOTrainer(model=model, reward_funcs=[gold], args=args, processing_class=tok,
+                          train_dataset=Dataset.from_list(rows), callbacks=list(callbacks))
+    trainer.remove_callback(PrinterCallback)  # its end-of-training summary line
+    return trainer
 
 
 def interleaved(arms: dict[str, Callable[[], object]], reps: int, warmup: int = 1) -> dict[str, list[float]]:

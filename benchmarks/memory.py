@@ -24,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import add_common_args, machine, setup, summary, testbed_model
+from harness import add_common_args, add_workload_args, machine, setup, summary, testbed_model, trl_trainer, \
+    urlvr_trainer
 
 
 def rss_mb() -> float:
@@ -34,14 +35,7 @@ def rss_mb() -> float:
 
 
 def run_urlvr(args, path: str, out: Path) -> float:
-    from urlvr.config import config_from_dict
-    from urlvr.trainer import Trainer
-
-    cfg = config_from_dict(dict(
-        model=path, task="arithmetic", train_problems=512, val_problems=0, reward="gold",
-        prompts_per_step=args.prompts, n_votes=args.group, n_train=args.group, max_new_tokens=args.max_new_tokens,
-        lr=1e-5, steps=args.steps, seed=0, device="cpu", out_dir=str(out)))
-    trainer = Trainer(cfg, out)
+    trainer = urlvr_trainer(path, out, args.prompts, args.group, args.max_new_tokens)
     before = rss_mb()
     for step in range(args.steps):
         trainer.step = step
@@ -50,36 +44,15 @@ def run_urlvr(args, path: str, out: Path) -> float:
 
 
 def run_trl(args, path: str, out: Path) -> float:
-    from datasets import Dataset
-    from transformers import PrinterCallback, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from transformers import TrainerCallback
 
-    from urlvr.loading import load_model
-    from urlvr.tasks import get_task
-
-    task = get_task("arithmetic")
-
-    def gold(prompts, completions, answer, **kw):
-        return [float(task.check(task.extract(c), a)) for c, a in zip(completions, answer)]
-
-    rows = [{"prompt": task.prompt(e.problem), "answer": e.answer} for e in task.examples("train", 512, seed=0)]
-    model, tok = load_model(path, device="cpu", dtype="float32")
-    targs = GRPOConfig(
-        output_dir=str(out), per_device_train_batch_size=args.prompts * args.group, num_generations=args.group,
-        max_completion_length=args.max_new_tokens, learning_rate=1e-5, lr_scheduler_type="constant",
-        max_steps=args.steps, temperature=1.0, top_p=1.0, top_k=0, beta=0.0, loss_type="dapo", disable_dropout=True,
-        logging_steps=args.steps + 1, disable_tqdm=True, save_strategy="no", report_to="none", use_cpu=True, seed=0,
-        dataloader_num_workers=0)
     before = [0.0]
 
     class Before(TrainerCallback):
         def on_train_begin(self, *a, **kw):
             before[0] = rss_mb()
 
-    trainer = GRPOTrainer(model=model, reward_funcs=[gold], args=targs, processing_class=tok,
-                          train_dataset=Dataset.from_list(rows), callbacks=[Before()])
-    trainer.remove_callback(PrinterCallback)
-    trainer.train()
+    trl_trainer(path, out, args.prompts, args.group, args.max_new_tokens, args.steps, callbacks=[Before()]).train()
     return before[0]
 
 
@@ -95,11 +68,8 @@ def child(args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_args(ap, reps=3, warmup=0)
-    ap.add_argument("--size", default="small")
+    add_workload_args(ap, size="small")
     ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--prompts", type=int, default=8)
-    ap.add_argument("--group", type=int, default=8)
-    ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--arm", choices=["urlvr", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     args = ap.parse_args()

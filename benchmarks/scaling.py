@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import add_common_args, machine, setup, testbed_model
+from harness import add_common_args, machine, setup, testbed_model, urlvr_trainer
 
 BASE = {"prompts": 4, "group": 8, "tokens": 16}
 LIMIT = 1.15
@@ -73,17 +73,6 @@ class ScriptedSampler:
                             truncated=torch.zeros(B, dtype=torch.bool))
 
 
-def make_trainer(path: str, out: Path, prompts: int, group: int, tokens: int):
-    from urlvr.config import config_from_dict
-    from urlvr.trainer import Trainer
-
-    cfg = config_from_dict(dict(
-        model=path, task="arithmetic", train_problems=max(512, prompts), val_problems=0, reward="majority_vote",
-        prompts_per_step=prompts, n_votes=group, n_train=group, max_new_tokens=tokens, lr=1e-6, steps=10_000,
-        seed=0, device="cpu", out_dir=str(out)))
-    return Trainer(cfg, out)
-
-
 def measure(trainer, steps: int, warmup: int, scripted: bool) -> dict[str, float]:
     """Median seconds per step of: step, generate, update, other (= step - generate - update)."""
     spent = {"generate": 0.0, "update": 0.0}
@@ -117,7 +106,8 @@ def sweep(path: str, tmp: Path, axis: str, values: list[int], steps: int, warmup
     out = []
     for v in values:
         kw = dict(BASE, **{axis: v})
-        trainer = make_trainer(path, tmp / f"{axis}-{v}-{scripted}", **kw)
+        trainer = urlvr_trainer(path, tmp / f"{axis}-{v}-{scripted}", kw["prompts"], kw["group"], kw["tokens"],
+                                reward="majority_vote", lr=1e-6)
         out.append((v, measure(trainer, steps, warmup, scripted)))
     return out
 

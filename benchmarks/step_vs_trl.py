@@ -27,43 +27,28 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import add_common_args, machine, ratio, setup, summary, testbed_model
+from harness import add_common_args, add_workload_args, machine, ratio, setup, summary, testbed_model, trl_trainer, \
+    urlvr_trainer
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_args(ap, reps=6, warmup=2)
-    ap.add_argument("--size", default="tiny", help="testbed model size: tiny, small, base")
-    ap.add_argument("--prompts", type=int, default=8, help="prompts (groups) per step")
-    ap.add_argument("--group", type=int, default=8, help="completions per prompt")
-    ap.add_argument("--max-new-tokens", type=int, default=32)
+    add_workload_args(ap)
     ap.add_argument("--lr", type=float, default=1e-5)
     args = ap.parse_args()
     if args.quick:
         args.reps, args.max_new_tokens = 4, 16
     setup(args.threads)
 
-    from datasets import Dataset
-    from transformers import PrinterCallback, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    from urlvr.config import config_from_dict
-    from urlvr.loading import load_model
-    from urlvr.tasks import get_task
-    from urlvr.trainer import Trainer
+    from transformers import TrainerCallback
 
     tmp = Path(tempfile.mkdtemp(prefix="urlvr-step-vs-trl-"))
     path = testbed_model(args.size, tmp)
-    task = get_task("arithmetic")
-    n_problems = 512
     steps = args.warmup + args.reps
+    work = dict(prompts=args.prompts, group=args.group, max_new_tokens=args.max_new_tokens, lr=args.lr)
 
-    # ---- urlvr ----
-    cfg = config_from_dict(dict(
-        model=path, task="arithmetic", train_problems=n_problems, val_problems=0, reward="gold",
-        prompts_per_step=args.prompts, n_votes=args.group, n_train=args.group, max_new_tokens=args.max_new_tokens,
-        temperature=1.0, top_p=1.0, lr=args.lr, steps=steps, seed=0, device="cpu", out_dir=str(tmp / "urlvr")))
-    urlvr = Trainer(cfg, tmp / "urlvr")
+    urlvr = urlvr_trainer(path, tmp / "urlvr", **work)
     u_step, u_gen = [], []
 
     def urlvr_step(step: int) -> None:
@@ -73,29 +58,7 @@ def main() -> None:
         u_step.append(time.perf_counter() - t0)
         u_gen.append(metrics["time/generate_s"])
 
-    # ---- TRL ----
-    def gold(prompts, completions, answer, **kw):
-        return [float(task.check(task.extract(c), a)) for c, a in zip(completions, answer)]
-
-    rows = [{"prompt": task.prompt(e.problem), "answer": e.answer} for e in task.examples("train", n_problems, seed=0)]
-    model, tok = load_model(path, device="cpu", dtype="float32")
-    targs = GRPOConfig(
-        output_dir=str(tmp / "trl"), per_device_train_batch_size=args.prompts * args.group,
-        num_generations=args.group, max_completion_length=args.max_new_tokens, learning_rate=args.lr,
-        lr_scheduler_type="constant", max_steps=steps, temperature=1.0, top_p=1.0, top_k=0, beta=0.0,
-        loss_type="dapo", gradient_accumulation_steps=1, num_iterations=1, disable_dropout=True,
-        logging_steps=steps + 1, disable_tqdm=True, save_strategy="no", report_to="none", use_cpu=True, seed=0,
-        dataloader_num_workers=0)
     t_step, t_gen, t0 = [], [0.0] * steps, [0.0]
-    generate = model.generate
-
-    def timed_generate(*a, **kw):
-        start = time.perf_counter()
-        out = generate(*a, **kw)
-        t_gen[len(t_step)] += time.perf_counter() - start
-        return out
-
-    model.generate = timed_generate
 
     class SideBySide(TrainerCallback):
         def on_step_begin(self, *a, **kw):
@@ -105,9 +68,17 @@ def main() -> None:
             t_step.append(time.perf_counter() - t0[0])
             urlvr_step(len(t_step) - 1)  # then one urlvr step: the arms alternate
 
-    trl = GRPOTrainer(model=model, reward_funcs=[gold], args=targs, processing_class=tok,
-                      train_dataset=Dataset.from_list(rows), callbacks=[SideBySide()])
-    trl.remove_callback(PrinterCallback)  # its end-of-training summary line
+    trl = trl_trainer(path, tmp / "trl", steps=steps, callbacks=[SideBySide()], **work)
+    model = trl.model
+    generate = model.generate
+
+    def timed_generate(*a, **kw):
+        start = time.perf_counter()
+        out = generate(*a, **kw)
+        t_gen[len(t_step)] += time.perf_counter() - start
+        return out
+
+    model.generate = timed_generate  # TRL generates with this very module (one process, no wrapping)
     trl.train()
 
     w = args.warmup

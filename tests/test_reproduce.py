@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -93,9 +94,14 @@ def test_reproduce_smoke_writes_findings_and_figures(tmp_path):
     assert len(data["findings"]) == 6
     assert all(f["verdict"] in ("reproduced", "partly reproduced", "not reproduced") for f in data["findings"])
     assert "**Verdict:" in text and "| # | finding | verdict |" in text
-    # finished runs are reused: a second call retrains nothing
+    # finished runs are reused (nothing retrained); missing ones run, here in two worker processes
     metrics = out / "families" / "aligned_majority_vote_s0" / "metrics.jsonl"
     stamp = metrics.stat().st_mtime_ns
-    proc = subprocess.run(cmd + ["--only", "families"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    shutil.rmtree(out / "dataset_size")
+    proc = subprocess.run(cmd[:-2] + ["--jobs", "2", "--only", "families", "--only", "dataset_size"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert metrics.stat().st_mtime_ns == stamp
+    assert len(json.loads((out / "findings.json").read_text())["findings"]) == 4
+    assert (out / "dataset_size" / "n32_s0" / "summary.json").is_file()
+    assert not (out / "dataset_size" / "n32_s0" / "checkpoints").exists()  # curves kept, checkpoints not

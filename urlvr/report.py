@@ -378,6 +378,8 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path, title: str
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
     write_text(out / "index.html", page)
+    for path in (out / "index.html", out / "report.md"):
+        path.chmod(0o644)  # atomic writes create private files; a report is for sharing
     return {"html": out / "index.html", "markdown": out / "report.md", "plots": [t for _, t in plots],
             "missing": missing}
 

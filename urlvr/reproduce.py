@@ -28,8 +28,11 @@ reported as such) and ``findings.json``:
    intrinsic rewards on aligned and misaligned priors. Paper (§1, §4): external rewards are grounded
    outside the model's beliefs, so they do not inherit its confident errors.
 
-A verdict compares seed means with a margin ``TOL`` (0.03 of accuracy); every number behind it is
-printed beside it. Runs that finished with the same settings are reused (``--fresh`` redoes them), so
+A verdict uses a margin ``TOL`` (0.03 of accuracy): a curve "rises then falls" when its peak is more
+than TOL above its start and its end more than TOL below its peak, and "is stable" when its end is
+within TOL of its peak, judged on each seed's own curve (a majority of seeds must agree, since the
+timing of a fall varies from seed to seed); comparisons between conditions use the seed means. Every
+number behind a verdict is printed beside it. Runs that finished with the same settings are reused (``--fresh`` redoes them), so
 an interrupted reproduction continues where it stopped. ``--smoke`` (hidden) is the plumbing check
 of the tests: tiny models, two steps per run, one seed.
 
@@ -164,16 +167,16 @@ class Plan:
     # 1. families
     families: tuple[str, ...] = (*INTRINSIC, "gold")
     families_train: int = 2048
-    families_steps: int = 120
-    families_lr: float = 2e-4
+    families_steps: int = 100
+    families_lr: float = 2.5e-4
     # 2. dataset size
     sizes: tuple[int, ...] = (32, 128, 512, 2048)
-    sizes_steps: int = 120
-    sizes_lr: float = 2e-4
+    sizes_steps: int = 100
+    sizes_lr: float = 2.5e-4
     # 3. MCS vs GT Gain
     mcs_models: tuple[str, ...] = ("testbed:aligned?p_correct=0.8", "testbed:aligned", "testbed:aligned?p_correct=0.4",
                                    "testbed:weak", "testbed:misaligned")
-    mcs_max_steps: int = 300
+    mcs_max_steps: int = 500
     mcs_train: int = 512
     """Labelled probe prompts of the MCS runs (train split)."""
     mcs_seeds: int = 3
@@ -186,17 +189,16 @@ class Plan:
     external_models: tuple[str, ...] = ("testbed:aligned:linear", "testbed:misaligned:linear")
     external_rewards: tuple[str, ...] = ("verifier", "majority_vote", "self_certainty", "gold")
     external_train: int = 2048
-    external_steps: int = 80
-    external_lr: float = 2e-4
+    external_steps: int = 60
+    external_lr: float = 2.5e-4
 
 
 PLANS: dict[str, Plan] = {
     "full": Plan("full", seeds=3),
-    "quick": Plan("quick", seeds=3, val_problems=64, families=("self_certainty", "token_entropy", "majority_vote",
-                                                               "gold"),
-                  families_steps=60, sizes=(32, 512), sizes_steps=60, mcs_max_steps=200, mcs_seeds=2, gt_steps=20,
+    "quick": Plan("quick", seeds=3, val_problems=64, families=("self_certainty", "majority_vote", "gold"),
+                  families_steps=80, sizes=(32, 512), sizes_steps=80, mcs_max_steps=200, gt_steps=20,
                   gt_eval_problems=64, passk=0, external_models=("testbed:misaligned:linear",),
-                  external_rewards=("verifier", "majority_vote"), external_steps=40),
+                  external_rewards=("verifier", "majority_vote"), external_steps=50),
     "smoke": Plan("smoke", seeds=1, task_options={"digits": 1, "ops": "+"},
                   aligned="testbed:aligned:arithmetic:tiny?steps=60&card_problems=8",  # = the tests' tiny_model
                   misaligned="testbed:misaligned:arithmetic:tiny?steps=30&card_problems=8",
@@ -401,17 +403,26 @@ class Runner:
     def model(self, name: str, task: str, task_options: dict) -> str:
         """The folder of ``name`` (``testbed:PRIOR...`` built once and cached, with a bar while building)."""
         from urlvr.collapse import parse_model
-        from urlvr.testbed.priors import build_prior
+        from urlvr.testbed.priors import build_prior, cache_dir
 
         key = (name, task, json.dumps(task_options, sort_keys=True))
         if key not in self.paths:
             spec = parse_model(name, task, task_options)
             if spec is None:
                 self.paths[key] = name
+            elif (cache_dir() / spec.key() / "prior_card.json").is_file():
+                self.paths[key] = str(build_prior(spec)[0])  # cached: instant
             else:
+                import torch
+
                 on = self.bars.run(f"build {name.removeprefix('testbed:')}", spec.weak_steps if spec.prior == "weak"
                                    else spec.steps)
-                path, _, _ = build_prior(spec, progress=lambda step, total, loss: on({}))
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)  # as in run_job: faster for these small models
+                try:
+                    path, _, _ = build_prior(spec, progress=lambda step, total, loss: on({}))
+                finally:
+                    torch.set_num_threads(threads)
                 self.paths[key] = str(path)
         return self.paths[key]
 
@@ -909,6 +920,7 @@ def reproduce(out_dir: str | Path = "runs/reproduce", plan: str | Plan = "full",
         bars.close()
     total = round(time.time() - t0, 1)
     write_text(out / "FINDINGS.md", format_findings(findings, figures, p, runner.seconds, total, out))
+    (out / "FINDINGS.md").chmod(0o644)
     write_json(out / "findings.json", {"plan": dataclasses.asdict(p), "seconds": runner.seconds, "total_seconds": total,
                                        "findings": [dataclasses.asdict(f) for f in findings],
                                        "figures": [str(x) for x in figures]})
@@ -923,8 +935,9 @@ def format_findings(findings: list[Finding], figures: list[Path], p: Plan, secon
     lines = ["# Findings of the paper, reproduced on the testbed", "",
              f"`urlvr reproduce{'' if p.name == 'full' else ' --' + p.name}` ({p.name} plan: {p.seeds} seed(s); "
              f"{total / 60:.1f} min in all: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items())
-             + "). Numbers are mean ± std over seeds unless marked. A verdict needs every stated margin "
-             f"(TOL = {TOL} accuracy) to hold on the seed means; one that did not reproduce says so.", "",
+             + f"). Numbers are mean ± std over seeds unless marked; peak, rise and fall are of the seed-mean "
+             f"curve. A verdict needs every stated margin (TOL = {TOL} accuracy) to hold, per seed on a majority "
+             "of seeds or on the seed means as stated; a finding that did not reproduce says so.", "",
              "| # | finding | verdict |", "|---|---|---|"]
     lines += [f"| {f.experiment} | {f.claim} | **{f.verdict}** |" for f in findings]
     for f in findings:

@@ -114,8 +114,10 @@ def completion_logprobs(model, ids: torch.Tensor, att: torch.Tensor, P: int, tok
                         temperature: float, with_entropy: bool = False):
     """Log-probs (B, T) of the completion tokens under ``model`` (and entropies if asked), one forward."""
     pos = (att.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=att, position_ids=pos).logits  # (B, P+T, V)
-    z = logits[:, P - 1 : -1, :].float()  # (B, T, V): the logits that produced each completion token
+    T = tokens.shape[1]
+    # only the last T+1 positions go through the LM head: what matters for real vocabularies and prompts
+    logits = model(input_ids=ids, attention_mask=att, position_ids=pos, logits_to_keep=T + 1).logits  # (B, T+1, V)
+    z = logits[:, :-1, :].float()  # (B, T, V): the logits that produced each completion token
     lp = sampled_logprobs(z, tokens, temperature)  # (B, T)
     return (lp, token_entropy(z, temperature)) if with_entropy else (lp, None)
 

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from urlvr.errors import UrlvrError
+from urlvr.errors import UrlvrError, lookup
 
 __all__ = [
     "group_advantages", "grpo_advantages", "drgrpo_advantages", "ADVANTAGE_ESTIMATORS",
@@ -109,11 +109,7 @@ ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {
 
 def get_advantage_estimator(name: str) -> AdvantageEstimator:
     """The registered estimator called ``name``; :class:`UrlvrError` listing the valid names otherwise."""
-    try:
-        return ADVANTAGE_ESTIMATORS[name]
-    except KeyError:
-        raise UrlvrError(f"unknown advantage estimator {name!r}; choose one of: "
-                         f"{', '.join(sorted(ADVANTAGE_ESTIMATORS))}") from None
+    return lookup(ADVANTAGE_ESTIMATORS, name, "advantage estimator")
 
 
 def zero_std_fraction(rewards: Tensor, valid: Tensor | None = None) -> float:
@@ -186,8 +182,4 @@ ADVANTAGE_MODIFIERS: dict[str, AdvantageModifier] = {
 
 def get_advantage_modifier(name: str) -> AdvantageModifier:
     """The registered modifier called ``name``; :class:`UrlvrError` listing the valid names otherwise."""
-    try:
-        return ADVANTAGE_MODIFIERS[name]
-    except KeyError:
-        raise UrlvrError(f"unknown advantage modifier {name!r}; choose one of: "
-                         f"{', '.join(sorted(ADVANTAGE_MODIFIERS))}") from None
+    return lookup(ADVANTAGE_MODIFIERS, name, "advantage modifier")

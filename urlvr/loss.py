@@ -34,7 +34,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from urlvr.errors import UrlvrError
+from urlvr.errors import UrlvrError, lookup
 from urlvr.stats import masked_mean
 
 __all__ = [
@@ -88,11 +88,7 @@ LOSS_AGGREGATIONS: dict[str, Aggregation] = {
 
 def get_loss_aggregation(name: str) -> Aggregation:
     """The registered aggregation called ``name``; :class:`UrlvrError` listing the valid names otherwise."""
-    try:
-        return LOSS_AGGREGATIONS[name]
-    except KeyError:
-        raise UrlvrError(f"unknown loss aggregation {name!r}; choose one of: "
-                         f"{', '.join(sorted(LOSS_AGGREGATIONS))}") from None
+    return lookup(LOSS_AGGREGATIONS, name, "loss aggregation")
 
 
 def loss_normaliser(mask: Tensor, agg: str = "token_mean", max_tokens: int | None = None) -> float:

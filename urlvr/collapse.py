@@ -52,6 +52,8 @@ from typing import Any, Callable, Sequence
 from urlvr.errors import UrlvrError
 from urlvr.files import write_json, write_text
 
+from urlvr.testbed.priors import parse_model, resolve_model as resolve  # noqa: E402
+
 __all__ = ["MCSSettings", "GainSettings", "parse_model", "resolve", "first_collapse", "model_collapse_step",
            "gt_gain", "passk_gain", "spearman", "kendall", "rank_models", "format_ranking", "plot_curves"]
 
@@ -61,45 +63,6 @@ OnStep = Callable[[dict], None]
 # ---------------------------------------------------------------------------------------------------
 # models: local folders and testbed priors with knobs
 # ---------------------------------------------------------------------------------------------------
-def parse_model(name: str, task: str, task_options: dict | None = None):
-    """The :class:`PriorSpec` of ``testbed:PRIOR[:TASK[:SIZE]][?KEY=VALUE&...]``; None for anything else."""
-    import yaml
-
-    from urlvr.testbed.priors import PriorSpec
-
-    if not name.startswith("testbed:"):
-        return None
-    head, _, query = name.partition("?")
-    parts = head.split(":")[1:]
-    if not 1 <= len(parts) <= 3 or not parts[0]:
-        raise UrlvrError(f"bad testbed model {name!r}; write testbed:PRIOR[:TASK[:SIZE]][?key=value&...]")
-    kw: dict[str, Any] = dict(zip(("prior", "task", "size"), parts))
-    kw.setdefault("task", task)
-    if kw["task"] == task:
-        kw["task_options"] = dict(task_options or {})
-    knobs = [f.name for f in dataclasses.fields(PriorSpec) if f.name not in ("prior", "task", "task_options", "size")]
-    for item in filter(None, query.split("&")):
-        key, eq, raw = item.partition("=")
-        if not eq or key not in knobs:
-            raise UrlvrError(f"bad testbed knob {item!r} in {name!r}; write key=value with key one of: "
-                             f"{', '.join(knobs)}")
-        kw[key] = yaml.safe_load(raw)
-    spec = PriorSpec(**kw)
-    spec.validate()
-    return spec
-
-
-def resolve(name: str, task: str, task_options: dict | None = None) -> str:
-    """A model folder for ``name``: a testbed prior (built and cached on first use) or the path itself."""
-    from urlvr.testbed.priors import build_prior
-
-    spec = parse_model(name, task, task_options)
-    if spec is None:
-        return name
-    path, _, _ = build_prior(spec)
-    return str(path)
-
-
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name.removeprefix("testbed:")).strip("_") or "model"
 

@@ -211,7 +211,8 @@ PLANS: dict[str, Plan] = {
                   external_models=("testbed:misaligned:linear:tiny?steps=20&card_problems=8",),
                   external_rewards=("verifier", "majority_vote"), external_train=40, external_steps=2),
 }
-"""``full`` (about 45 min on 2 quiet cores, models built), ``quick`` (about 10 min), ``smoke`` (tests)."""
+"""``full`` (estimated 30-45 min on 2 cores, models built; not timed end to end), ``quick`` (9.9 min measured
+on the shared 2 cores), ``smoke`` (the tests: seconds)."""
 
 
 # ---------------------------------------------------------------------------------------------------

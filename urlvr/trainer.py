@@ -137,7 +137,7 @@ class Trainer:
         self.reward_options = dict(cfg.reward_options)
         self.estimator = get_advantage_estimator(cfg.advantage)
         self.modifier = get_advantage_modifier(cfg.advantage_modifier) if cfg.advantage_modifier else None
-        self.model_path = resolve_model(cfg.model)
+        self.model_path = resolve_model(cfg.model, cfg.task, cfg.task_options)  # a testbed prior fits the task
         self.model, self.tok = load_model(self.model_path, cfg.device, "float32")
         self.device = next(self.model.parameters()).device
         self.amp = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"

@@ -35,7 +35,7 @@ import torch
 from urlvr.errors import UrlvrError
 from urlvr.files import write_json
 
-__all__ = ["PriorSpec", "PRIORS", "build_prior", "prior_card", "cache_dir", "format_card", "resolve_model"]
+__all__ = ["PriorSpec", "PRIORS", "build_prior", "prior_card", "cache_dir", "format_card", "resolve_model", "parse_model"]
 
 PRIORS = ("aligned", "weak", "misaligned")
 TESTBED_VERSION = 1
@@ -258,11 +258,36 @@ def build_prior(spec: PriorSpec, force: bool = False, progress=None) -> tuple[Pa
     return out, card, False
 
 
-def resolve_model(name: str) -> str:
-    """``testbed:PRIOR[:TASK[:SIZE]]`` -> a built (cached) model folder; anything else is returned as is."""
+def parse_model(name: str, task: str, task_options: dict | None = None):
+    """The :class:`PriorSpec` of ``testbed:PRIOR[:TASK[:SIZE]][?KEY=VALUE&...]``; None for anything else."""
+    import yaml
+
     if not name.startswith("testbed:"):
+        return None
+    head, _, query = name.partition("?")
+    parts = head.split(":")[1:]
+    if not 1 <= len(parts) <= 3 or not parts[0]:
+        raise UrlvrError(f"bad testbed model {name!r}; write testbed:PRIOR[:TASK[:SIZE]][?key=value&...]")
+    kw: dict[str, Any] = dict(zip(("prior", "task", "size"), parts))
+    kw.setdefault("task", task)
+    if kw["task"] == task:
+        kw["task_options"] = dict(task_options or {})
+    knobs = [f.name for f in dataclasses.fields(PriorSpec) if f.name not in ("prior", "task", "task_options", "size")]
+    for item in filter(None, query.split("&")):
+        key, eq, raw = item.partition("=")
+        if not eq or key not in knobs:
+            raise UrlvrError(f"bad testbed knob {item!r} in {name!r}; write key=value with key one of: "
+                             f"{', '.join(knobs)}")
+        kw[key] = yaml.safe_load(raw)
+    spec = PriorSpec(**kw)
+    spec.validate()
+    return spec
+
+
+def resolve_model(name: str, task: str = "arithmetic", task_options: dict | None = None) -> str:
+    """A model folder for ``name``: a testbed prior (built and cached on first use) or the path itself."""
+    spec = parse_model(name, task, task_options)
+    if spec is None:
         return name
-    parts = name.split(":")[1:]
-    kw = dict(zip(("prior", "task", "size"), parts))
-    path, _, _ = build_prior(PriorSpec(**kw))
+    path, _, _ = build_prior(spec)
     return str(path)

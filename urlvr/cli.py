@@ -33,7 +33,6 @@ def _quiet_libraries() -> None:
 
 
 def cmd_testbed_build(args) -> int:
-    from urlvr.console import echo
     from urlvr.testbed.priors import PriorSpec, build_prior, format_card
 
     priors = args.prior or ["aligned", "weak", "misaligned"]

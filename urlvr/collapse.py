@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from urlvr.errors import UrlvrError
 from urlvr.files import write_json, write_text

@@ -33,7 +33,7 @@ from __future__ import annotations
 import base64
 import html
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 

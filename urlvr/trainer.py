@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from urlvr.advantages import get_advantage_estimator, get_advantage_modifier, semantic_entropy
-from urlvr.config import TrainConfig, config_from_dict
+from urlvr.config import TrainConfig
 from urlvr.distributed import Dist
 from urlvr.errors import UrlvrError
 from urlvr.evaluation import sample_problems, summarize
@@ -302,13 +302,10 @@ class Trainer:
         write_text(ckpt_root / "latest", final.name + "\n")
         if best:  # the collapse detector's label-free best step, kept by the cleanup below
             write_text(ckpt_root / "best", final.name + "\n")
+        keep = {final.name, (ckpt_root / "best").read_text().strip() if (ckpt_root / "best").exists() else ""}
         for old in ckpt_root.glob("step_*"):
-            if old.name != final.name and old.name != self.best_name():
+            if old.name not in keep:
                 shutil.rmtree(old, ignore_errors=True)
-
-    def best_name(self) -> str:
-        p = self.run_dir / "checkpoints" / "best"
-        return p.read_text().strip() if p.exists() else ""
 
     def load_checkpoint(self) -> int:
         from transformers import AutoModelForCausalLM

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 
@@ -193,6 +193,3 @@ def call_reward(spec: RewardSpec, group: Group, options: dict[str, Any]) -> Rewa
     out.scores = [None if s is None else float(s) for s in out.scores]
     return out
 
-
-def fraction(values: Sequence[bool]) -> float:
-    return sum(values) / max(1, len(values))

@@ -48,9 +48,7 @@ from importlib.metadata import version
 from multiprocessing.connection import Connection, wait
 from typing import Any, Iterable
 
-__all__ = [
-    "Grader", "default_grader", "canonical_answer", "cross_check", "grader_version", "GRADER_CONFIG",
-]
+__all__ = ["Grader", "Clusterer", "shared_grader", "canonical_answer", "grader_version", "GRADER_CONFIG"]
 
 GRADER_CONFIG: dict[str, Any] = {
     "config": "v1",
@@ -260,183 +258,46 @@ class _Worker:
         self.kill()
 
 
-# ---- the grader -------------------------------------------------------------------------------
+# ---- the worker pool and its verdict caches -------------------------------------------------------
 
-class Grader:
-    """A small lazily started pool of math-verify workers with a verdict cache.
-
-    ``workers`` processes are started on the first request; each comparison is bounded by
-    ``timeout`` seconds (soft SIGALRM in the worker, then a hard kill and respawn ``0.5`` s later).
-    ``stats`` counts ``calls`` (comparisons sent to workers), ``cache_hits``, ``shortcuts``,
-    ``timeouts``, ``errors`` and ``restarts``. Thread-safe; pickles as a fresh grader with the same
-    settings; use as a context manager or call :meth:`close`.
-
-    ``soft_timeout=False`` leaves only the parent's hard deadline (tests use it to exercise the kill
-    path).
-    """
+class _Pool:
+    """Worker processes and the loop that grades a list of items on them (no verdict is kept here)."""
 
     GRACE = 0.5
-    """Seconds the parent waits past ``timeout`` before killing, so the soft path usually wins."""
     STARTUP_LIMIT = 180.0
-    """Seconds a worker may take to import math-verify before the grader gives up (a bug, not input)."""
 
-    def __init__(self, workers: int = 2, timeout: float = 5.0, *, soft_timeout: bool = True,
-                 cache_size: int = 200_000):
-        if workers < 1 or timeout <= 0:
-            raise ValueError(f"need workers >= 1 and timeout > 0, got workers={workers}, timeout={timeout}")
-        self.workers, self.timeout, self.soft_timeout, self.cache_size = workers, timeout, soft_timeout, cache_size
+    def __init__(self, workers: int, timeout: float, soft_timeout: bool):
+        self.workers, self.timeout, self.soft_timeout = workers, timeout, soft_timeout
         self.stats = {"calls": 0, "cache_hits": 0, "shortcuts": 0, "timeouts": 0, "errors": 0, "restarts": 0}
-        self._cache: dict[tuple[str, str, str], bool] = {}
-        self._pool: list[_Worker] = []
-        self._lock = threading.Lock()
-
-    def __reduce__(self):
-        return (_new_grader, (self.workers, self.timeout, self.soft_timeout, self.cache_size))
-
-    def __enter__(self) -> "Grader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self._workers: list[_Worker] = []
+        self.lock = threading.Lock()
 
     def close(self) -> None:
-        """Stop the workers (a later request starts new ones)."""
-        with self._lock:
-            for w in self._pool:
+        with self.lock:
+            for w in self._workers:
                 w.close()
-            self._pool = []
-
-    # ---- public relations ---------------------------------------------------------------------
-    def equivalent(self, a: str | None, b: str | None) -> bool:
-        """Gold check: is ``b`` (prediction) equivalent to ``a`` (gold)?"""
-        return self.equivalent_many([(a, b)])[0]
-
-    def equivalent_many(self, pairs: Iterable[tuple[str | None, str | None]]) -> list[bool]:
-        """Gold checks for ``(gold, pred)`` pairs in one batch; None or a timeout is not equivalent.
-
-        >>> Grader().equivalent_many([("3", "3.0"), ("3", "4"), ("3", None)])  # shortcuts, no workers
-        [True, False, False]
-        """
-        return self._decide([("gold", g, p) for g, p in pairs])
-
-    def cluster(self, answers: list[str | None]) -> list[int | None]:
-        r"""Equivalence-class id per answer (None for None), numbered by first occurrence.
-
-        Answers with the same :func:`canonical_answer` share a class at no cost; among the first raw
-        strings of the distinct canonical forms, a form joins the class of the earliest class head it
-        is equivalent to. Forms are compared with class heads only, one batch per class: the first
-        unassigned form heads a new class and every form still unassigned is compared with it, so F
-        distinct forms in C classes take at most F·C comparisons rather than all F(F−1)/2 pairs.
-
-        >>> Grader().cluster(["7", "7.0", None, "8", " 7"])
-        [0, 0, None, 1, 0]
-        """
-        keys = [None if a is None else canonical_answer(a) for a in answers]
-        reps: dict[str, str] = {}
-        for a, k in zip(answers, keys):
-            if k is not None:
-                reps.setdefault(k, a)
-        class_of: dict[str, int] = {}
-        pending = list(reps)  # forms without a class, in order of first occurrence
-        cid = 0
-        while pending:
-            head, rest = pending[0], pending[1:]
-            class_of[head] = cid
-            verdicts = self._decide([("sym", reps[head], reps[form]) for form in rest])
-            pending = []
-            for form, same in zip(rest, verdicts):
-                if same:
-                    class_of[form] = cid
-                else:
-                    pending.append(form)
-            cid += 1
-        return [None if k is None else class_of[k] for k in keys]
-
-    def cross_check(self, pairs: Iterable[tuple[str, str]]) -> list[dict]:
-        """Pairs where raw math-verify (no shortcuts) and canonical-string equality disagree.
-
-        Each row: ``{"gold", "pred", "math_verify", "canonical"}``. A timeout counts as False.
-        """
-        pairs = list(pairs)
-        verified = self._math_verify([("gold", g, p) for g, p in pairs])
-        rows = []
-        for (g, p), mv in zip(pairs, verified):
-            canon = canonical_answer(g) == canonical_answer(p)
-            if mv != canon:
-                rows.append({"gold": g, "pred": p, "math_verify": mv, "canonical": canon})
-        return rows
-
-    # ---- internals ----------------------------------------------------------------------------
-    def _decide(self, items: list[tuple[str, str | None, str | None]]) -> list[bool]:
-        """Shortcuts, then the cache, then math-verify for what is left."""
-        out: list[bool | None] = [None] * len(items)
-        todo: list[int] = []
-        for i, (_, a, b) in enumerate(items):
-            if a is None or b is None:
-                out[i] = False
-                continue
-            quick = _shortcut(a, b)
-            if quick is not None:
-                out[i] = quick
-                self.stats["shortcuts"] += 1
-                continue
-            todo.append(i)
-        verdicts = self._math_verify([items[i] for i in todo])
-        for i, v in zip(todo, verdicts):
-            out[i] = v
-        return out  # type: ignore[return-value]
-
-    def _key(self, kind: str, a: str, b: str) -> tuple[str, str, str]:
-        return (kind, *sorted((a, b))) if kind == "sym" else (kind, a, b)
-
-    def _math_verify(self, items: list[tuple[str, str, str]]) -> list[bool]:
-        """Cached math-verify verdicts; distinct uncached items go to the workers once."""
-        out: list[bool | None] = [None] * len(items)
-        wanted: dict[tuple[str, str, str], list[int]] = {}
-        for i, (kind, a, b) in enumerate(items):
-            key = self._key(kind, a, b)
-            if key in self._cache:
-                out[i] = self._cache[key]
-                self.stats["cache_hits"] += 1
-            else:
-                wanted.setdefault(key, []).append(i)
-        if wanted:
-            keys = list(wanted)
-            with self._lock:
-                raw = self._run(keys)
-            for key, verdict in zip(keys, raw):
-                ok = verdict is True
-                self._remember(key, ok)
-                for i in wanted[key]:
-                    out[i] = ok
-        return out  # type: ignore[return-value]
-
-    def _remember(self, key: tuple[str, str, str], verdict: bool) -> None:
-        if len(self._cache) >= self.cache_size:  # drop the oldest tenth (dicts keep insertion order)
-            for old in list(itertools.islice(self._cache, max(1, self.cache_size // 10))):
-                del self._cache[old]
-        self._cache[key] = verdict
+            self._workers = []
 
     def _start_worker(self) -> _Worker:
         return _Worker(self.timeout if self.soft_timeout else None)
 
     def _replace(self, w: _Worker) -> None:
         w.kill()
-        self._pool[self._pool.index(w)] = self._start_worker()
+        self._workers[self._workers.index(w)] = self._start_worker()
         self.stats["restarts"] += 1
 
-    def _run(self, items: list[tuple[str, str, str]]) -> list[bool | str]:
-        """Grade ``items`` on the pool; one verdict per item. Caller holds the lock."""
-        while len(self._pool) < self.workers:
-            self._pool.append(self._start_worker())
+    def run(self, items: list[tuple[str, str, str]]) -> list[bool | str]:
+        """Grade ``items`` on the workers; one verdict per item. Caller holds the lock."""
+        while len(self._workers) < self.workers:
+            self._workers.append(self._start_worker())
         self.stats["calls"] += len(items)
         results: list[bool | str | None] = [None] * len(items)
         pending = collections.deque(range(len(items)))
         hard = self.timeout + (self.GRACE if self.soft_timeout else 0.0)
         chunk = max(1, min(16, math.ceil(len(items) / (2 * self.workers))))
-        while pending or any(w.inflight for w in self._pool):
+        while pending or any(w.inflight for w in self._workers):
             now = time.monotonic()
-            for w in self._pool:
+            for w in self._workers:
                 if w.ready and not w.inflight and pending:
                     batch = [pending.popleft() for _ in range(min(chunk, len(pending)))]
                     try:
@@ -447,11 +308,11 @@ class Grader:
                         continue
                     w.inflight.extend(batch)
                     w.deadline = now + hard
-            deadlines = [w.deadline for w in self._pool if w.inflight]
-            starting = [w for w in self._pool if not w.ready]
+            deadlines = [w.deadline for w in self._workers if w.inflight]
+            starting = [w for w in self._workers if not w.ready]
             wait_s = max(0.0, min(deadlines) - now) if deadlines else 1.0
-            for conn in wait([w.conn for w in self._pool], timeout=wait_s):
-                w = next(w for w in self._pool if w.conn is conn)
+            for conn in wait([w.conn for w in self._workers], timeout=wait_s):
+                w = next(w for w in self._workers if w.conn is conn)
                 try:
                     msg = conn.recv()
                 except (EOFError, OSError):
@@ -466,11 +327,11 @@ class Grader:
                     results[w.inflight.popleft()] = msg
                     w.deadline = time.monotonic() + hard if w.inflight else None
             now = time.monotonic()
-            for w in list(self._pool):
+            for w in list(self._workers):
                 if w.inflight and w.deadline is not None and now > w.deadline:
                     self._fail(w, results, pending, "timeout")
             for w in starting:
-                if not w.ready and w in self._pool and now - w.started > self.STARTUP_LIMIT:
+                if not w.ready and w in self._workers and now - w.started > self.STARTUP_LIMIT:
                     raise RuntimeError(f"grader worker did not start within {self.STARTUP_LIMIT:.0f} s")
         for r in results:
             if r == "timeout":
@@ -488,29 +349,207 @@ class Grader:
         self._replace(w)
 
 
+class _Verdicts:
+    """One relation's verdict cache in front of a pool: shortcuts, then the cache, then math-verify."""
+
+    def __init__(self, pool: _Pool, cache_size: int):
+        self.pool, self.cache_size = pool, cache_size
+        self._cache: dict[tuple[str, str, str], bool] = {}
+
+    def decide(self, items: list[tuple[str, str | None, str | None]]) -> list[bool]:
+        out: list[bool | None] = [None] * len(items)
+        todo: list[int] = []
+        for i, (_, a, b) in enumerate(items):
+            if a is None or b is None:
+                out[i] = False
+                continue
+            quick = _shortcut(a, b)
+            if quick is not None:
+                out[i] = quick
+                self.pool.stats["shortcuts"] += 1
+                continue
+            todo.append(i)
+        for i, v in zip(todo, self.math_verify([items[i] for i in todo])):  # type: ignore[misc]
+            out[i] = v
+        return out  # type: ignore[return-value]
+
+    def math_verify(self, items: list[tuple[str, str, str]]) -> list[bool]:
+        """Cached math-verify verdicts; distinct uncached items go to the workers once."""
+        out: list[bool | None] = [None] * len(items)
+        wanted: dict[tuple[str, str, str], list[int]] = {}
+        for i, (kind, a, b) in enumerate(items):
+            key = (kind, *sorted((a, b))) if kind == "sym" else (kind, a, b)
+            if key in self._cache:
+                out[i] = self._cache[key]
+                self.pool.stats["cache_hits"] += 1
+            else:
+                wanted.setdefault(key, []).append(i)
+        if wanted:
+            keys = list(wanted)
+            with self.pool.lock:
+                raw = self.pool.run(keys)
+            for key, verdict in zip(keys, raw):
+                ok = verdict is True
+                if len(self._cache) >= self.cache_size:  # drop the oldest tenth (dicts keep insertion order)
+                    for old in list(itertools.islice(self._cache, max(1, self.cache_size // 10))):
+                        del self._cache[old]
+                self._cache[key] = ok
+                for i in wanted[key]:
+                    out[i] = ok
+        return out  # type: ignore[return-value]
+
+
+class Clusterer:
+    r"""The label-free view of a :class:`Grader`: math-verify answer classes, nothing about gold.
+
+    It shares the grader's worker processes but has its own verdict cache, which only ever holds
+    pairs of *predicted* answers: a reward handed this object cannot reach a gold answer or a gold
+    verdict (the gold relation's cache stays with the :class:`Grader`).
+
+    >>> shared_grader().clusterer()(["7", "7.0", None, "8", " 7"])
+    [0, 0, None, 1, 0]
+    """
+
+    def __init__(self, verdicts: _Verdicts):
+        self._verdicts = verdicts
+
+    def __reduce__(self):
+        p = self._verdicts.pool
+        return (_shared_clusterer, (p.workers, p.timeout))
+
+    def __call__(self, answers: list[str | None]) -> list[int | None]:
+        """Equivalence-class id per answer (None for None), numbered by first occurrence.
+
+        Answers with the same :func:`canonical_answer` share a class at no cost; among the first raw
+        strings of the distinct canonical forms, a form joins the class of the earliest class head it
+        is equivalent to. Forms are compared with class heads only, one batch per class: the first
+        unassigned form heads a new class and every form still unassigned is compared with it, so F
+        distinct forms in C classes take at most F·C comparisons rather than all F(F−1)/2 pairs.
+        """
+        keys = [None if a is None else canonical_answer(a) for a in answers]
+        reps: dict[str, str] = {}
+        for a, k in zip(answers, keys):
+            if k is not None:
+                reps.setdefault(k, a)  # type: ignore[arg-type]
+        class_of: dict[str, int] = {}
+        pending = list(reps)  # forms without a class, in order of first occurrence
+        cid = 0
+        while pending:
+            head, rest = pending[0], pending[1:]
+            class_of[head] = cid
+            verdicts = self._verdicts.decide([("sym", reps[head], reps[form]) for form in rest])
+            pending = []
+            for form, same in zip(rest, verdicts):
+                if same:
+                    class_of[form] = cid
+                else:
+                    pending.append(form)
+            cid += 1
+        return [None if k is None else class_of[k] for k in keys]
+
+
+class Grader:
+    """A small lazily started pool of math-verify workers with verdict caches.
+
+    ``workers`` processes are started on the first request; each comparison is bounded by
+    ``timeout`` seconds (soft SIGALRM in the worker, then a hard kill and respawn ``0.5`` s later).
+    ``stats`` counts ``calls`` (comparisons sent to workers), ``cache_hits``, ``shortcuts``,
+    ``timeouts``, ``errors`` and ``restarts``. Thread-safe; pickles as a fresh grader with the same
+    settings; use as a context manager or call :meth:`close`. Gold checks and answer clusters keep
+    separate caches; :meth:`clusterer` hands out the clustering side alone (for label-free rewards).
+
+    ``soft_timeout=False`` leaves only the parent's hard deadline (tests use it to exercise the kill
+    path).
+    """
+
+    def __init__(self, workers: int = 2, timeout: float = 5.0, *, soft_timeout: bool = True,
+                 cache_size: int = 200_000):
+        if workers < 1 or not timeout > 0:
+            raise ValueError(f"need workers >= 1 and timeout > 0, got workers={workers}, timeout={timeout}")
+        self.workers, self.timeout, self.soft_timeout, self.cache_size = workers, timeout, soft_timeout, cache_size
+        self._pool = _Pool(workers, timeout, soft_timeout)
+        self._gold = _Verdicts(self._pool, cache_size)
+        self._sym = _Verdicts(self._pool, cache_size)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self._pool.stats
+
+    def __reduce__(self):
+        return (_new_grader, (self.workers, self.timeout, self.soft_timeout, self.cache_size))
+
+    def __enter__(self) -> "Grader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers (a later request starts new ones)."""
+        self._pool.close()
+
+    def equivalent(self, a: str | None, b: str | None) -> bool:
+        """Gold check: is ``b`` (prediction) equivalent to ``a`` (gold)?"""
+        return self.equivalent_many([(a, b)])[0]
+
+    def equivalent_many(self, pairs: Iterable[tuple[str | None, str | None]]) -> list[bool]:
+        """Gold checks for ``(gold, pred)`` pairs in one batch; None or a timeout is not equivalent.
+
+        >>> Grader().equivalent_many([("3", "3.0"), ("3", "4"), ("3", None)])  # shortcuts, no workers
+        [True, False, False]
+        """
+        return self._gold.decide([("gold", g, p) for g, p in pairs])
+
+    def clusterer(self) -> Clusterer:
+        """The label-free clustering view (shares the workers, not the gold cache)."""
+        return Clusterer(self._sym)
+
+    def cluster(self, answers: list[str | None]) -> list[int | None]:
+        r"""Math-verify equivalence classes of ``answers`` (see :class:`Clusterer`).
+
+        >>> Grader().cluster(["7", "7.0", None, "8", " 7"])
+        [0, 0, None, 1, 0]
+        """
+        return self.clusterer()(answers)
+
+    def cross_check(self, pairs: Iterable[tuple[str, str]]) -> list[dict]:
+        """Pairs where raw math-verify (no shortcuts) and canonical-string equality disagree.
+
+        Each row: ``{"gold", "pred", "math_verify", "canonical"}``. A timeout counts as False.
+        """
+        pairs = list(pairs)
+        verified = self._gold.math_verify([("gold", g, p) for g, p in pairs])
+        rows = []
+        for (g, p), mv in zip(pairs, verified):
+            canon = canonical_answer(g) == canonical_answer(p)
+            if mv != canon:
+                rows.append({"gold": g, "pred": p, "math_verify": mv, "canonical": canon})
+        return rows
+
+
+# ---- graders shared within a process ---------------------------------------------------------------
+
+_SHARED: dict[tuple[int, float], Grader] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_grader(workers: int = 2, timeout: float = 5.0) -> Grader:
+    """The process's :class:`Grader` with these settings (config fields ``grader_workers`` and
+    ``grader_timeout``), created on first use and closed at exit; equal settings share one pool."""
+    key = (int(workers), float(timeout))
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = Grader(*key)
+            atexit.register(_SHARED[key].close)
+        return _SHARED[key]
+
+
 def _new_grader(workers: int, timeout: float, soft_timeout: bool, cache_size: int) -> Grader:
     return Grader(workers, timeout, soft_timeout=soft_timeout, cache_size=cache_size)
 
 
-# ---- the process-wide grader ------------------------------------------------------------------
-
-_DEFAULT: Grader | None = None
-_DEFAULT_LOCK = threading.Lock()
-
-
-def default_grader() -> Grader:
-    """The process-wide :class:`Grader` (2 workers, 5 s), created on first use, closed at exit."""
-    global _DEFAULT
-    with _DEFAULT_LOCK:
-        if _DEFAULT is None:
-            _DEFAULT = Grader()
-            atexit.register(_DEFAULT.close)
-        return _DEFAULT
-
-
-def cross_check(pairs: Iterable[tuple[str, str]]) -> list[dict]:
-    """:meth:`Grader.cross_check` on the :func:`default_grader`."""
-    return default_grader().cross_check(pairs)
+def _shared_clusterer(workers: int, timeout: float) -> Clusterer:
+    return shared_grader(workers, timeout).clusterer()
 
 
 def _worker_cli() -> None:

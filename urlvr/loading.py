@@ -1,6 +1,8 @@
-"""One loader for every model: a testbed model folder or any local Hugging Face checkpoint.
+"""Models: resolve a model name to a folder, and load any local Hugging Face checkpoint.
 
-``load_model(path)`` returns ``(model, tokenizer)``. The hub is never contacted: offline mode is forced
+:func:`resolve_model` is the one place a model name becomes a folder: ``testbed:PRIOR[...]`` is built
+(or taken from the cache) *for the run's task and task options*, anything else must be a local folder.
+``load_model(path)`` returns ``(model, tokenizer)``. The hub is never contacted (``local_files_only``)
 and a path that is not a folder with a config and weights fails at once with one clear line.
 """
 
@@ -9,15 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
 import torch
 
+from urlvr.config import DTYPES
 from urlvr.errors import UrlvrError
+from urlvr.io import atomic_folder
 
-__all__ = ["load_model", "pick_device", "pick_dtype", "save_model"]
+__all__ = ["resolve_model", "load_model", "check_model_dir", "pick_device", "pick_dtype", "save_model"]
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
@@ -33,16 +33,32 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``auto``: bf16 on a GPU that supports it, fp32 elsewhere."""
-    if dtype == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
-    if dtype not in table:
-        raise UrlvrError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
-    return table[dtype]
+    """The torch dtype ``dtype`` names (:data:`~urlvr.config.DTYPES`); ``auto``: bf16 on a GPU that has it, else fp32."""
+    if dtype not in DTYPES:
+        raise UrlvrError(f"unknown dtype {dtype!r}; use one of: {', '.join(DTYPES)}")
+    name = DTYPES[dtype]
+    if name is None:
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, name)
+
+
+def resolve_model(name: str, task: str, task_options: dict | None) -> str:
+    """The folder of model ``name``: a testbed prior built (or cached) for ``task`` and its options, else the path.
+
+    A testbed prior is pretrained on a generated task's train split; on a benchmark file (``jsonl``) it
+    would be pretrained on that benchmark's own gold answers, so that is refused.
+    """
+    from urlvr.testbed.priors import build_prior, parse_model
+
+    spec = parse_model(name, task, task_options)
+    if spec is None:
+        return name
+    if spec.task == "jsonl":
+        raise UrlvrError(f"{name}: a testbed model cannot be built on a benchmark file (it would be pretrained on "
+                         "the benchmark's gold answers); name a testbed task (testbed:aligned:arithmetic) or give a "
+                         "real model folder")
+    path, _, _ = build_prior(spec)
+    return str(path)
 
 
 def check_model_dir(path: str | os.PathLike) -> Path:
@@ -84,23 +100,6 @@ def load_model(path: str | os.PathLike, device: str = "auto", dtype: str = "auto
 
 def save_model(model, tokenizer, path: str | os.PathLike) -> None:
     """Save model and tokenizer to ``path`` atomically (a temp folder renamed into place)."""
-    import shutil
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_folder(path) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

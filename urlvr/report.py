@@ -15,12 +15,12 @@ enough). Several runs are overlaid, one colour per run. The plots, each against 
 | ``validation.png`` | ``val/avg@K`` (solid), ``val/maj@K`` (dashed) |
 
 Per-step curves are drawn faint as logged and solid as a trailing mean (:func:`smooth`). The steps at
-which the collapse detector fired (``diag/collapse_fired``, :mod:`urlvr.diagnostics`) are dotted
+which the collapse detector fired (``diag/collapse_fired``, :mod:`urlvr.watch.detector`) are dotted
 vertical lines in the run's colour on every plot. A plot whose metrics no run logged is left out and
 named in the page. Below the plots: the summary table (``summary.json``; recomputed from
 ``metrics.jsonl`` for a run still in progress), the settings that differ between runs, each run's
 full config, and the before/after evaluation of a test-time-training run (``ttt.json``, written by
-``urlvr ttt``, :mod:`urlvr.reproduce`).
+``urlvr ttt``, :mod:`urlvr.evaluation.ttt`).
 
 >>> smooth([0.0, 1.0, 2.0, 3.0], window=2)
 [0.0, 0.5, 1.5, 2.5]
@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 from urlvr.errors import UrlvrError
 
-__all__ = ["Run", "Panel", "PANELS", "load_run", "smooth", "build_report", "register"]
+__all__ = ["Run", "Panel", "PANELS", "load_run", "smooth", "build_report", "markdown_table"]
 
 
 @dataclass
@@ -131,7 +131,7 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
     """Read a run folder (``metrics.jsonl`` required; ``config.yaml``, ``summary.json``, ``ttt.json`` optional)."""
     import yaml
 
-    from urlvr.files import read_json, read_jsonl
+    from urlvr.io import read_json, read_jsonl
 
     p = Path(path)
     if not (p / "metrics.jsonl").is_file():
@@ -150,11 +150,11 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
 
 def _summary_in_progress(rows: list[dict], config: dict) -> dict:
     """The trainer's summary of a run without summary.json (still running, or killed)."""
-    from urlvr.config import TrainConfig, config_from_dict
+    from urlvr.config import TrainConfig
     from urlvr.trainer import summarize_run
 
     try:
-        cfg = config_from_dict(config) if config else TrainConfig()
+        cfg = TrainConfig.from_dict(config) if config else TrainConfig()
     except UrlvrError:
         cfg = TrainConfig()
     return summarize_run(rows, cfg, "in progress (no summary.json)")
@@ -323,7 +323,7 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path, title: str
     """
     import yaml
 
-    from urlvr.files import write_text
+    from urlvr.io import write_text
 
     if not run_dirs:
         raise UrlvrError("give at least one run folder")
@@ -382,29 +382,3 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path, title: str
         path.chmod(0o644)  # atomic writes create private files; a report is for sharing
     return {"html": out / "index.html", "markdown": out / "report.md", "plots": [t for _, t in plots],
             "missing": missing}
-
-
-# ---------------------------------------------------------------------------------------------------
-# the command
-# ---------------------------------------------------------------------------------------------------
-def cmd_report(args) -> int:
-    from urlvr.console import echo
-
-    out = args.out or (Path(args.runs[0]) / "report" if len(args.runs) == 1 else Path("runs") / "report")
-    result = build_report(args.runs, out, title=args.title, embed=args.embed)
-    echo(f"wrote {result['html']} and {result['markdown']} ({len(result['plots'])} plots)")
-    print(result["html"])
-    return 0
-
-
-def register(subparsers) -> None:
-    """Add ``report`` (and the reproduction commands of :mod:`urlvr.reproduce`) to ``urlvr``."""
-    r = subparsers.add_parser("report", help="HTML + Markdown report with PNG plots of one or more runs (overlaid)")
-    r.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (the out_dir of 'urlvr train')")
-    r.add_argument("--out", default=None, help="output folder (default: RUN_DIR/report for one run, runs/report)")
-    r.add_argument("--title", default=None)
-    r.add_argument("--embed", action="store_true", help="also embed the PNGs in index.html (base64)")
-    r.set_defaults(fn=cmd_report)
-    from urlvr.reproduce import register as register_reproduce
-
-    register_reproduce(subparsers)

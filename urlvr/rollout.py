@@ -1,71 +1,32 @@
-"""Rollout: batched sampling with a KV cache, returning per-token statistics from the same logits.
+"""Rollout: batched sampling with a KV cache, and scoring of given continuations, with per-token statistics.
 
 For every sampled token ``y_t`` the sampler keeps, from the logits ``z_t`` that produced it at the
-sampling temperature ``τ`` (``p_t = softmax(z_t / τ)``): ``log p_t(y_t)``, the full-distribution entropy
-``H(p_t)``, the self-certainty ``KL(U ‖ p_t)`` and the top-1 minus top-2 probability gap. These are the
-rollout (old) policy's statistics, so logit-based rewards need no extra forward pass, and ``logprob`` is
-the ``old_logprob`` of the PPO ratio. Top-p only truncates what is sampled; statistics and log-probs are
+sampling temperature ``τ`` (``p_t = softmax(z_t / τ)``), every statistic of
+:data:`urlvr.stats.TOKEN_STATS` (log-prob, entropy, self-certainty, top-2 gap). These are the rollout
+(old) policy's statistics, so logit-based rewards need no extra forward pass, and ``logprob`` is the
+``old_logprob`` of the PPO ratio. Top-p only truncates what is sampled; statistics and log-probs are
 those of the full tempered distribution (as in verl and TRL).
 
+:meth:`Sampler.score` gives the same statistics for continuations that the caller supplies (the
+policy's probability of a *given* answer: CoVo, RLPR-style rewards): one no-grad forward per batch,
+same temperature handling, same left-padded layout as the loss forward (:func:`pack`).
+
 A backend implements :class:`Sampler`; :class:`HFSampler` works with any transformers causal LM. Other
-backends (vLLM) plug in behind the same ``generate`` call without changes to the trainer loop.
+backends (vLLM) plug in behind the same two calls without changes to the trainer loop.
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from urlvr.stats import _log_probs, stats_from_log_probs
+from urlvr.stats import STAT_NAMES, TokenStats, _log_probs, stats_from_log_probs, token_stats
+from urlvr.types import RolloutBatch, SamplingSettings
 
-__all__ = ["SamplingSettings", "RolloutBatch", "Sampler", "HFSampler"]
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 16
-    greedy: bool = False
-    """Take the argmax instead of sampling (statistics still use ``temperature``)."""
-
-
-@dataclass
-class RolloutBatch:
-    """B completions. Token tensors are right-padded to the longest completion, length T."""
-
-    prompt_ids: list[list[int]]
-    """Prompt token ids per completion (no padding)."""
-    tokens: torch.Tensor  # (B, T) int64, pad after EOS
-    mask: torch.Tensor  # (B, T) bool, True on generated tokens (EOS included)
-    logprob: torch.Tensor  # (B, T) float32, log p_t(y_t) under softmax(z/τ)
-    entropy: torch.Tensor  # (B, T) float32, H(p_t)
-    self_certainty: torch.Tensor  # (B, T) float32, KL(U || p_t) (true KL, >= 0)
-    top2_gap: torch.Tensor  # (B, T) float32, p_t^(1) - p_t^(2)
-    texts: list[str]
-    truncated: torch.Tensor  # (B,) bool, hit max_new_tokens without EOS
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def lengths(self) -> torch.Tensor:  # (B,)
-        return self.mask.sum(1)
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def select(self, idx: list[int]) -> "RolloutBatch":
-        """The completions at ``idx``, in that order."""
-        ix = torch.as_tensor(idx, dtype=torch.long)
-        return RolloutBatch(
-            prompt_ids=[self.prompt_ids[i] for i in idx], tokens=self.tokens[ix], mask=self.mask[ix],
-            logprob=self.logprob[ix], entropy=self.entropy[ix], self_certainty=self.self_certainty[ix],
-            top2_gap=self.top2_gap[ix], texts=[self.texts[i] for i in idx], truncated=self.truncated[ix],
-            meta=dict(self.meta),
-        )
+__all__ = ["SamplingSettings", "RolloutBatch", "Sampler", "HFSampler", "pack", "score_tokens"]
 
 
 class Sampler(Protocol):
@@ -77,6 +38,74 @@ class Sampler(Protocol):
         whichever batch, chunk or process it lands in.
         """
         ...
+
+    def score(self, prompts: list[str], continuations: Sequence[Sequence[int] | str],
+              temperature: float = 1.0) -> list[TokenStats]:
+        """The policy's per-token statistics of each given continuation after its prompt, no grad.
+
+        ``continuations``: token ids, or text (tokenised without special tokens). One
+        :class:`~urlvr.stats.TokenStats` per row, each entry of shape ``(len(continuation),)``;
+        ``logprob`` summed is the continuation's log-probability at temperature τ.
+        """
+        ...
+
+
+def pack(prompt_ids: Sequence[Sequence[int]], tokens: torch.Tensor, mask: torch.Tensor,
+         pad_id: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Left-padded prompts followed by right-padded completions: ``(ids (B, P+T), attention (B, P+T), P)``.
+
+    ``tokens`` (B, T) and ``mask`` (B, T) are the completions; positions follow the attention mask
+    (``(attention.cumsum(-1) - 1).clamp(min=0)``), as the sampler generated them.
+    """
+    B, T = tokens.shape
+    P = max(len(p) for p in prompt_ids)
+    ids = torch.full((B, P + T), pad_id, dtype=torch.long)
+    att = torch.zeros((B, P + T), dtype=torch.long)
+    for i, p in enumerate(prompt_ids):
+        ids[i, P - len(p) : P] = torch.tensor(list(p), dtype=torch.long)
+        att[i, P - len(p) : P] = 1
+    ids[:, P:] = tokens
+    att[:, P:] = mask.long()
+    return ids, att, P
+
+
+@torch.no_grad()
+def score_tokens(model, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
+                 temperature: float = 1.0, pad_id: int = 0, batch_size: int = 8,
+                 chunk_size: int | None = 512) -> list[TokenStats]:
+    """Per-token statistics of each completion under ``model``: one no-grad forward per ``batch_size`` rows.
+
+    Prompts are left-padded, completions right-padded (:func:`pack`), and only the ``T + 1`` last
+    logits are computed (``logits_to_keep``).
+
+    Args:
+        model: a causal LM (``model(input_ids, attention_mask, position_ids, logits_to_keep)``).
+        prompt_ids, completion_ids: token ids per row, no padding; a completion keeps its EOS.
+        temperature: τ of ``p_t = softmax(z_t / τ)``, the sampling temperature.
+        chunk_size: positions per step of :func:`~urlvr.stats.token_stats` (bounds float32 temporaries).
+
+    Returns:
+        One :class:`~urlvr.stats.TokenStats` per row (every name of :data:`~urlvr.stats.STAT_NAMES`),
+        float32 CPU tensors of shape ``(len(completion),)``.
+    """
+    dev = next(model.parameters()).device
+    out: list[TokenStats] = []
+    for s in range(0, len(prompt_ids), batch_size):
+        ps, cs = prompt_ids[s : s + batch_size], completion_ids[s : s + batch_size]
+        T = max(1, max(len(c) for c in cs))
+        tokens = torch.full((len(cs), T), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(cs), T), dtype=torch.bool)
+        for i, c in enumerate(cs):
+            tokens[i, : len(c)], mask[i, : len(c)] = torch.tensor(list(c), dtype=torch.long), True
+        ids, att, P = pack(ps, tokens, mask, pad_id)
+        ids, att = ids.to(dev), att.to(dev)
+        pos = (att.cumsum(-1) - 1).clamp(min=0)  # (B, P+T)
+        logits = model(input_ids=ids, attention_mask=att, position_ids=pos, logits_to_keep=T + 1,
+                       use_cache=False).logits  # (B, T+1, V)
+        st = token_stats(logits[:, :-1], ids[:, P:], temperature, chunk_size=chunk_size)  # (B, T) each
+        for i, c in enumerate(cs):
+            out.append(TokenStats({k: st[k][i, : len(c)].float().cpu() for k in STAT_NAMES}))
+    return out
 
 
 def _top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -108,6 +137,8 @@ class HFSampler:
     (:attr:`COMPACT`); other caches are used as they come, every row to the end.
     """
 
+    SCORE_BATCH = 64
+    """Rows per forward of :meth:`score` (each holds a ``T × V`` slice of logits)."""
     COMPACT = 0.75
     """Drop ended rows from the decoding batch once at most this share of it is still generating
     (each drop copies the cache once)."""
@@ -134,6 +165,16 @@ class HFSampler:
         parts = [self._generate_chunk(enc[i : i + self.batch_size], settings, seeds[i : i + self.batch_size], gens)
                  for i in range(0, len(enc), self.batch_size)]
         return _concat(parts, enc, self.tokenizer, self.pad_id)
+
+    def score(self, prompts: list[str], continuations: Sequence[Sequence[int] | str],
+              temperature: float = 1.0) -> list[TokenStats]:
+        """Per-token statistics of given continuations (see :meth:`Sampler.score`), ``batch_size`` rows a forward."""
+        if len(prompts) != len(continuations):
+            raise ValueError(f"{len(prompts)} prompts for {len(continuations)} continuations")
+        enc = self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
+        ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] if isinstance(c, str) else list(c)
+               for c in continuations]
+        return score_tokens(self.model, enc, ids, temperature, self.pad_id, min(self.batch_size, self.SCORE_BATCH))
 
     def _forward(self, **kw):
         if self._keeps_last:
@@ -179,7 +220,7 @@ class HFSampler:
         attn = torch.cat([prompt_attn, prompt_attn.new_ones((B, T))], dim=1)  # (B, P+T)
         next_pos = pos[:, -1:] + 1  # (B, 1)
         # outputs in batch order; the decoding state below holds only the rows still in the batch
-        out = {k: torch.zeros((B, T), dtype=torch.float32, device=dev) for k in ("lp", "ent", "sc", "gap")}
+        out = {k: torch.zeros((B, T), dtype=torch.float32, device=dev) for k in STAT_NAMES}
         toks = torch.full((B, T), self.pad_id, dtype=torch.long, device=dev)  # (B, T)
         mask = torch.zeros((B, T), dtype=torch.bool, device=dev)  # (B, T)
         rows = torch.arange(B, device=dev)  # (b,) batch rows still decoding
@@ -195,7 +236,7 @@ class HFSampler:
             tok = tok.masked_fill_(done, self.pad_id)
             toks[:, t].index_copy_(0, rows, tok)
             mask[:, t].index_copy_(0, rows, ~done)
-            for k, v in zip(("lp", "ent", "sc", "gap"), st):
+            for k, v in st.items():
                 out[k][:, t].index_copy_(0, rows, v)
             done |= tok == self.eos_id
             n, live = t + 1, int((~done).sum())
@@ -211,10 +252,9 @@ class HFSampler:
             next_pos = next_pos + 1
         mask = mask[:, :n]
         toks = toks[:, :n]
-        stack = {k: v[:, :n].masked_fill_(~mask, 0.0).cpu() for k, v in out.items()}  # each (B, n); 0 after the end
+        stats = {k: v[:, :n].masked_fill_(~mask, 0.0).cpu() for k, v in out.items()}  # each (B, n); 0 after the end
         ended = ((toks == self.eos_id) & mask).any(1)  # (B,)
-        stack.update(tok=toks.cpu(), mask=mask.cpu(), truncated=(~ended).cpu())
-        return stack
+        return {"stats": stats, "tok": toks.cpu(), "mask": mask.cpu(), "truncated": (~ended).cpu()}
 
 
 def _uniforms(seeds: list[int], T: int, gens: dict[int, torch.Generator]) -> torch.Tensor:
@@ -302,9 +342,6 @@ def _concat(parts: list[dict], prompt_ids, tokenizer, pad_id: int) -> RolloutBat
     texts = tokenizer.batch_decode([t[:n] for t, n in zip(tokens.tolist(), lengths)], skip_special_tokens=True)
     return RolloutBatch(
         prompt_ids=[list(p) for p in prompt_ids], tokens=tokens, mask=mask,
-        logprob=torch.cat([pad(p["lp"], 0.0) for p in parts]),
-        entropy=torch.cat([pad(p["ent"], 0.0) for p in parts]),
-        self_certainty=torch.cat([pad(p["sc"], 0.0) for p in parts]),
-        top2_gap=torch.cat([pad(p["gap"], 0.0) for p in parts]),
+        stats={k: torch.cat([pad(p["stats"][k], 0.0) for p in parts]) for k in STAT_NAMES},
         texts=texts, truncated=torch.cat([p["truncated"] for p in parts]),
     )

@@ -30,7 +30,7 @@ that only score rollouts wrap them in ``torch.no_grad()``.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -38,8 +38,8 @@ from torch import Tensor
 from urlvr.errors import UrlvrError
 
 __all__ = [
-    "TokenStats", "token_stats", "stats_from_log_probs", "sampled_logprobs", "token_entropy", "self_certainty",
-    "top2_gap", "SELF_CERTAINTY_FORMS", "masked_mean",
+    "STAT_NAMES", "TOKEN_STATS", "TokenStats", "token_stats", "stats_from_log_probs", "sampled_logprobs",
+    "token_entropy", "self_certainty", "top2_gap", "SELF_CERTAINTY_FORMS", "masked_mean",
 ]
 
 SELF_CERTAINTY_FORMS = ("kl", "kl_plus_log_v")
@@ -50,18 +50,17 @@ thresholded, logged or mixed with another reward.
 """
 
 
-class TokenStats(NamedTuple):
-    """Per-token statistics; every field has shape ``(B, T)``."""
+class TokenStats(dict):
+    """Per-token statistics by name (:data:`STAT_NAMES`); every value has the same shape, e.g. ``(B, T)``.
 
-    logprob: Tensor
-    """``log p_t(y_t)``."""
-    entropy: Tensor
-    """``H(p_t) = -Σ_v p_t(v) log p_t(v)``."""
-    self_certainty: Tensor
-    """``KL(U ‖ p_t)`` (``form="kl"``) or that plus ``log V`` (``form="kl_plus_log_v"``)."""
-    top2_gap: Tensor
-    """``p_t^(1) - p_t^(2)``."""
+    A ``dict`` whose entries also read as attributes: ``s["entropy"]`` is ``s.entropy``.
+    """
 
+    def __getattr__(self, name: str) -> Tensor:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 def _log_probs(logits: Tensor, temperature: float) -> Tensor:
     """``log softmax(z / τ)`` in at least float32. (..., V) -> (..., V)."""
@@ -101,6 +100,22 @@ def _top2_gap(logp: Tensor) -> Tensor:
     return (top1.exp() - top2.exp()).squeeze(-1)
 
 
+TOKEN_STATS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "logprob": lambda logp, tokens: logp.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1),
+    "entropy": lambda logp, tokens: _entropy(logp),
+    "self_certainty": lambda logp, tokens: _self_certainty(logp, "kl"),
+    "top2_gap": lambda logp, tokens: _top2_gap(logp),
+}
+"""The per-token statistics every rollout and every scoring pass computes, by name: ``fn(logp (..., V),
+tokens (...)) -> (...)`` with ``logp = log softmax(z / τ)``. **The one place to add a statistic**: the
+sampler, :meth:`~urlvr.rollout.HFSampler.score`, :class:`~urlvr.types.Completion` (``c.<name>``), the
+trainer's groups and the TRL adapter all iterate over this table."""
+
+STAT_NAMES: tuple[str, ...] = tuple(TOKEN_STATS)
+"""The names of :data:`TOKEN_STATS`, in order."""
+
+
+
 def _check_aligned(logits: Tensor, tokens: Tensor) -> None:
     if logits.dim() != 3 or tokens.shape != logits.shape[:2]:
         raise ValueError(f"expected logits (B, T, V) and tokens (B, T); got {tuple(logits.shape)} and "
@@ -120,7 +135,7 @@ def token_stats(logits: Tensor, tokens: Tensor, temperature: float = 1.0, form: 
             temporaries; ``None`` = all at once.
 
     Returns:
-        :class:`TokenStats` of (B, T) tensors in at least float32.
+        :class:`TokenStats` of (B, T) tensors in at least float32, one per name in :data:`STAT_NAMES`.
     """
     _check_aligned(logits, tokens)
     _check_form(form)
@@ -130,22 +145,20 @@ def token_stats(logits: Tensor, tokens: Tensor, temperature: float = 1.0, form: 
     parts = [stats_from_log_probs(_log_probs(logits[:, start:start + step], temperature),  # (B, t, V)
                                   tokens[:, start:start + step], form)
              for start in range(0, max(logits.shape[1], 1), step)]
-    return TokenStats(*(torch.cat(fields, dim=1) for fields in zip(*parts)))
+    return TokenStats({name: torch.cat([p[name] for p in parts], dim=1) for name in STAT_NAMES})
 
 
 def stats_from_log_probs(logp: Tensor, tokens: Tensor, form: str = "kl") -> TokenStats:
     """:func:`token_stats` from log-probabilities already computed, ``logp = log softmax(z / τ)``.
 
     For a caller that needs ``log p_t`` anyway (the sampler draws from ``exp(logp)``), so the softmax is
-    taken once. Shapes: ``logp`` (..., V), ``tokens`` (...); every field of the result has shape (...).
+    taken once. Shapes: ``logp`` (..., V), ``tokens`` (...); every entry of the result has shape (...).
     """
     _check_form(form)
-    return TokenStats(
-        logprob=logp.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1),  # (...)
-        entropy=_entropy(logp),  # (...)
-        self_certainty=_self_certainty(logp, form),  # (...)
-        top2_gap=_top2_gap(logp),  # (...)
-    )
+    out = TokenStats({name: fn(logp, tokens) for name, fn in TOKEN_STATS.items()})  # each (...)
+    if form != "kl":
+        out["self_certainty"] = _self_certainty(logp, form)
+    return out
 
 
 def sampled_logprobs(logits: Tensor, tokens: Tensor, temperature: float = 1.0) -> Tensor:

@@ -1,113 +1,58 @@
-"""The GRPO trainer: generate → score → advantage → update → log, top to bottom.
+"""The GRPO trainer: generate → score → advantage → update → log, top to bottom, and the one loop.
 
-One step: pick ``prompts_per_step`` problems, sample ``n_votes`` completions each (the rollout keeps the
-old policy's per-token statistics), hand each *whole group* to the reward (label-free rewards get a
-:class:`~urlvr.rewards.base.Group` without gold; only gold-using rewards get a ``LabeledGroup``), compute
-group advantages on the first ``n_train`` completions, run ``updates_per_step`` PPO-clip mini-batch
-updates (gradient accumulation over micro-batches), log label-free and oracle metrics, validate,
-checkpoint. Every random choice is a function of ``(seed, step)``, so a resumed run continues exactly
-as an uninterrupted one would.
+One step (:meth:`Trainer.train_step`): pick ``prompts_per_step`` problems, sample ``n_votes`` completions
+each (the rollout keeps the old policy's per-token statistics), hand each *whole group* to the reward
+(label-free rewards get a :class:`~urlvr.types.Group` without gold; only gold-using rewards get a
+:class:`~urlvr.types.LabeledGroup`), compute group advantages on the first ``n_train`` completions, run
+``updates_per_step`` PPO-clip mini-batch updates (gradient accumulation over micro-batches) and gather
+the label-free and oracle metrics (:mod:`urlvr.scoring`).
+
+The loop (:meth:`Trainer.steps`) exists once: it opens the run folder (``config.yaml``,
+``metrics.jsonl``; on resume the last checkpoint), validates at step 0, then per step trains,
+validates when due, feeds the collapse detector, logs the row, saves samples and checkpoints, and
+yields a :class:`Step`. :func:`train`, the Model Collapse Step, GT Gain, test-time training, the
+reproduction and the benchmarks all consume it; a consumer that has seen enough just stops iterating.
+Every random choice is a function of ``(seed, step)``, so a resumed run continues exactly as an
+uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
-import os
-import random
 import shutil
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import yaml
 
 from urlvr.advantages import get_advantage_estimator, get_advantage_modifier, semantic_entropy
 from urlvr.config import TrainConfig
+from urlvr.console import Bar
 from urlvr.distributed import Dist
 from urlvr.errors import UrlvrError
-from urlvr.evaluation import sample_problems, summarize
-from urlvr.files import append_jsonl, atomic_write, read_jsonl, write_json, write_text
+from urlvr.evaluation.harness import sample_problems
+from urlvr.evaluation.metrics import summarize
+from urlvr.grading import shared_grader
+from urlvr.io import append_jsonl, atomic_folder, atomic_write, read_jsonl, write_json, write_text
+from urlvr.loading import load_model, pick_dtype, resolve_model
 from urlvr.loss import aggregate, kl_k3, loss_normaliser, policy_loss
-from urlvr.metrics.health import group_clusters, health_metrics
-from urlvr.metrics.oracle import oracle_metrics
-from urlvr.rewards.base import (Completion, Group, LabeledGroup, RewardOutput, call_reward, check_options,
-                               get_reward)
-from urlvr.rollout import HFSampler, RolloutBatch, SamplingSettings
+from urlvr.rewards.base import check_options, get_reward
+from urlvr.rollout import HFSampler, pack
+from urlvr.scoring import build_groups, completions_from_batch, score_groups, step_metrics
+from urlvr.seeds import derive_seed, rng
 from urlvr.stats import sampled_logprobs, token_entropy
+from urlvr.tasks import get_task
+from urlvr.types import Example, Group, RolloutBatch, SamplingSettings
+from urlvr.watch.detector import CollapseDetector
+from urlvr.watch.health import group_clusters
 
-__all__ = ["train", "Trainer", "completion_logprobs"]
-
-
-# ---------------------------------------------------------------------------------------------------
-# pure-ish helpers: building groups, scoring, the policy forward
-# ---------------------------------------------------------------------------------------------------
-def make_groups(task, examples, batch: RolloutBatch, n: int, equivalence: str, vocab_size: int,
-                eos_id: int | None) -> tuple[list[Group], list[LabeledGroup]]:
-    """Split a rollout of len(examples) * n completions into label-free groups and their labelled twins."""
-    groups, labeled = [], []
-    for j, ex in enumerate(examples):
-        comps = []
-        for i in range(j * n, (j + 1) * n):
-            m = batch.mask[i]
-            ids = batch.tokens[i][m]
-            comps.append(Completion(
-                text=batch.texts[i], answer=task.extract(batch.texts[i]), token_ids=ids,
-                logprob=batch.logprob[i][m], entropy=batch.entropy[i][m],
-                self_certainty=batch.self_certainty[i][m], top2_gap=batch.top2_gap[i][m],
-                truncated=bool(batch.truncated[i]), ends_with_eos=bool(len(ids) and ids[-1] == eos_id),
-            ))
-        kw = dict(problem=ex.problem, prompt=task.prompt(ex.problem), completions=tuple(comps),
-                  canonical=task.canonical, verify=task.verify, equivalence=equivalence,
-                  vocab_size=vocab_size, eos_token_id=eos_id)
-        groups.append(Group(**kw))
-        labeled.append(LabeledGroup(**kw, gold=ex.answer, check=task.check))
-    return groups, labeled
-
-
-def score_groups(spec, options: dict, groups: list[Group], labeled: list[LabeledGroup]):
-    """Call the reward on every whole group. Returns rewards (G, N), valid (G, N), components, failures.
-
-    A reward that raises for a group yields None for all of that group's completions (excluded from the
-    loss, counted in reward/failed), never a silent 0.
-    """
-    G, N = len(groups), len(groups[0])
-    rewards = torch.zeros(G, N)
-    valid = torch.zeros(G, N, dtype=torch.bool)
-    components: dict[str, list[float]] = {}
-    errors: list[str] = []
-    for g, group in enumerate(labeled if spec.needs_gold else groups):
-        try:
-            out = call_reward(spec, group, options)
-        except UrlvrError:
-            raise
-        except Exception as e:  # an environment fault, not a verdict on the completion
-            errors.append(f"{type(e).__name__}: {e}")
-            out = RewardOutput([None] * N)
-        for i, s in enumerate(out.scores):
-            if s is not None and math.isfinite(s):
-                rewards[g, i], valid[g, i] = s, True
-        for name, vals in out.components.items():
-            components.setdefault(name, []).extend(v for v in vals if v is not None)
-    return rewards, valid, components, errors
-
-
-def policy_inputs(batch: RolloutBatch, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Left-padded prompts followed by completions: (ids (B, P+T), attention (B, P+T), P)."""
-    B, T = batch.tokens.shape
-    P = max(len(p) for p in batch.prompt_ids)
-    ids = torch.full((B, P + T), pad_id, dtype=torch.long)
-    att = torch.zeros((B, P + T), dtype=torch.long)
-    for i, p in enumerate(batch.prompt_ids):
-        ids[i, P - len(p) : P] = torch.tensor(p)
-        att[i, P - len(p) : P] = 1
-    ids[:, P:] = batch.tokens
-    att[:, P:] = batch.mask.long()
-    return ids, att, P
+__all__ = ["train", "Trainer", "Step", "completion_logprobs", "summarize_run"]
 
 
 def completion_logprobs(model, ids: torch.Tensor, att: torch.Tensor, P: int, tokens: torch.Tensor,
@@ -122,26 +67,45 @@ def completion_logprobs(model, ids: torch.Tensor, att: torch.Tensor, P: int, tok
     return (lp, token_entropy(z, temperature)) if with_entropy else (lp, None)
 
 
+@dataclass
+class Step:
+    """What one step of the loop produced (yielded by :meth:`Trainer.steps`)."""
+
+    step: int
+    """1-based: the number of updates done."""
+    metrics: dict[str, Any]
+    """The row logged to ``metrics.jsonl`` (training, validation and detector metrics)."""
+    batch: RolloutBatch
+    examples: list[Example]
+    groups: list[Group] = field(default_factory=list)
+    checkpoint: Path | None = None
+    """The checkpoint folder written after this step, if any."""
+
+
 # ---------------------------------------------------------------------------------------------------
 # the trainer
 # ---------------------------------------------------------------------------------------------------
 class Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: Path, on_step: Callable[[dict], None] | None = None):
-        from urlvr.loading import load_model
-        from urlvr.tasks import get_task
-        from urlvr.testbed.priors import resolve_model
+    """A GRPO run of ``cfg`` on the model in folder ``model_path`` (resolve names with
+    :func:`urlvr.loading.resolve_model` first: the trainer never builds a model)."""
 
-        self.cfg, self.run_dir, self.on_step = cfg, Path(run_dir), on_step
+    def __init__(self, cfg: TrainConfig, model_path: str | Path):
+        if str(model_path).startswith("testbed:"):
+            raise UrlvrError(f"{model_path} is a model name, not a folder; resolve it with "
+                             "urlvr.loading.resolve_model(name, task, task_options) first")
+        self.cfg, self.run_dir = cfg, Path(cfg.out_dir)
         self.task = get_task(cfg.task, **cfg.task_options)
         self.reward = get_reward(cfg.reward)
         self.reward_options = dict(cfg.reward_options)
+        check_options(self.reward, self.reward_options)
         self.estimator = get_advantage_estimator(cfg.advantage)
         self.modifier = get_advantage_modifier(cfg.advantage_modifier) if cfg.advantage_modifier else None
-        self.model_path = resolve_model(cfg.model, cfg.task, cfg.task_options)  # a testbed prior fits the task
-        self.model, self.tok = load_model(self.model_path, cfg.device, "float32")
+        self.grader = shared_grader(cfg.grader_workers, cfg.grader_timeout)
+        self.rules = self.task.rules(cfg.equivalence, self.grader.clusterer())  # what label-free groups carry
+        self.model, self.tok = load_model(model_path, cfg.device, "float32")
         self.device = next(self.model.parameters()).device
-        self.amp = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
-                    and cfg.dtype in ("auto", "bf16", "bfloat16") else nullcontext())
+        amp = pick_dtype(cfg.dtype, self.device)
+        self.amp = torch.autocast(self.device.type, dtype=amp) if amp != torch.float32 else nullcontext()
         self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.dist = Dist(self.device)
         if cfg.prompts_per_step % self.dist.world:
@@ -152,77 +116,79 @@ class Trainer:
         self.policy = self.dist.unwrap(self.model)  # the bare model: sampling, saving
         self.sampler = HFSampler(self.policy, self.tok)
         self.settings = SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
-        check_options(self.reward, self.reward_options)
         if self.reward.needs_policy:
             self.reward_options.update(sampler=self.sampler, settings=self.settings)
+        if self.reward.needs_scorer:
+            self.reward_options.update(scorer=self.sampler, settings=self.settings)
         self.train_set = self.task.examples(cfg.train_split, cfg.train_problems, seed=cfg.seed)
         self.val_set = (self.task.examples("validation", cfg.val_problems, seed=cfg.seed + 1)
                         if cfg.val_problems else [])
-        self.step = 0
         self.failed_streak = 0
-        from urlvr.diagnostics import CollapseDetector  # the watcher: label-free signals only
-
-        self.collapse = CollapseDetector.from_config(cfg)
+        self.detector = CollapseDetector.from_config(cfg)  # the watcher: label-free signals only
+        self.history: list[dict] = []
+        """Every row logged so far (after a resume: from the run's metrics.jsonl)."""
+        self.stop_reason = "not started"
 
     # ---- one step, top to bottom -------------------------------------------------------------------
-    def train_step(self, step: int) -> dict[str, Any]:
+    def train_step(self, step: int) -> Step:
+        """Generate → score → advantage → update → metrics for step ``step`` (0-based); nothing is logged."""
         cfg, t0 = self.cfg, time.perf_counter()
-        rng = random.Random(f"{cfg.seed}/problems/{step}")
-        examples = rng.sample(self.train_set, min(cfg.prompts_per_step, len(self.train_set)))
+        examples = rng(cfg.seed, "problems", step).sample(self.train_set, min(cfg.prompts_per_step, len(self.train_set)))
         examples = self.dist.shard(examples)  # this process's whole groups
         # 1. generate: n_votes completions per prompt, with the old policy's per-token statistics
-        prompts = [self.task.prompt(e.problem) for e in examples for _ in range(cfg.n_votes)]
+        prompts = [self.task.prompt(e.problem) for e in examples]
         self.model.eval()
         with self.amp:
-            seeds = [_seed(cfg.seed, f"rollout/{e.problem.id}", step) for e in examples for _ in range(cfg.n_votes)]
-            batch = self.sampler.generate(prompts, self.settings, seed=seeds)
+            seeds = [derive_seed(cfg.seed, "rollout", e.problem.id, step) for e in examples for _ in range(cfg.n_votes)]
+            batch = self.sampler.generate([p for p in prompts for _ in range(cfg.n_votes)], self.settings, seed=seeds)
         t_gen = time.perf_counter() - t0
-        # 2. score: whole groups to the reward; gold only to gold rewards
-        groups, labeled = make_groups(self.task, examples, batch, cfg.n_votes, cfg.equivalence,
-                                      self.policy.config.vocab_size, self.tok.eos_token_id)
-        rewards, valid, components, errors = score_groups(self.reward, self.reward_options, groups, labeled)
-        # a step with errors and no score at all counts towards stopping; a reward that abstains (None
-        # without an error, e.g. SRT below its threshold) does not
-        all_failed = not self.dist.sum(float(valid.sum())) and self.dist.sum(float(len(errors)))
-        self.failed_streak = self.failed_streak + 1 if all_failed else 0
-        if self.failed_streak >= cfg.max_failed_steps:
-            raise UrlvrError(f"reward {cfg.reward!r} failed on every completion for {self.failed_streak} steps "
-                             f"in a row (last error: {errors[-1] if errors else 'no valid score'}); fix the reward")
+        # 2. score: whole groups to the reward; gold (checked in one batch) only to gold rewards and the oracle
+        comps = completions_from_batch(batch, self.rules, self.tok.eos_token_id)
+        groups, labeled = build_groups(self.task, self.rules, examples, prompts,
+                                       [comps[g * cfg.n_votes : (g + 1) * cfg.n_votes] for g in range(len(examples))],
+                                       self.grader, self.policy.config.vocab_size, self.tok.eos_token_id)
+        scores = score_groups(self.reward, self.reward_options, groups, labeled)
+        self._count_failures(scores)
         # 3. advantages on the first n_train completions of each group
-        r_train, v_train = rewards[:, : cfg.n_train], valid[:, : cfg.n_train]  # (G, n_train)
+        r_train, v_train = scores.rewards[:, : cfg.n_train], scores.valid[:, : cfg.n_train]  # (G, n_train)
         adv = self.estimator(r_train, v_train, eps=cfg.advantage_eps)  # (G, n_train)
         clusters = group_clusters(groups)
         if self.modifier is not None:
             ent = [semantic_entropy(ids[: cfg.n_train]) for ids in clusters]
             adv = self.modifier(adv, ent, cfg.n_train, alpha=cfg.seed_grpo_alpha)
         train_idx = [g * cfg.n_votes + i for g in range(len(examples)) for i in range(cfg.n_train)]
-        train_batch = batch.select(train_idx)
-        keep = v_train.reshape(-1)  # failed rewards leave the loss
-        # 4. update
+        # 4. update (failed rewards leave the loss)
         self.model.train()
-        upd = self.update(train_batch, adv.reshape(-1), keep)
+        upd = self.update(batch.select(train_idx), adv.reshape(-1), v_train.reshape(-1), step)
         t_step = time.perf_counter() - t0
-        # 5. log: label-free health, then oracle metrics for monitoring only
-        metrics = {"step": step + 1}
-        metrics.update(health_metrics(groups, rewards, valid, clusters))
-        metrics.update(upd)
-        metrics.update({f"reward/{k}": sum(v) / len(v) for k, v in components.items() if v})
-        correct = [[lg.check(c.answer, lg.gold) for c in lg.completions] for lg in labeled if lg.gold is not None]
-        if len(correct) == len(labeled):
-            metrics.update(oracle_metrics(correct, clusters, rewards, valid))
+        # 5. metrics: label-free health, reward components, then oracle metrics for monitoring only
+        metrics: dict[str, Any] = {"step": step + 1, **step_metrics(groups, labeled, scores, clusters), **upd}
         n_tok = int(batch.mask.sum())
-        metrics.update({"time/step_s": t_step, "time/generate_s": t_gen, "time/tokens_per_s": n_tok / t_step,
-                        "reward/errors": len(errors)})
-        return self.dist.mean_metrics(metrics, len(examples)), batch, examples
+        metrics.update({"rollout/tokens": n_tok, "time/step_s": t_step, "time/generate_s": t_gen,
+                        "time/tokens_per_s": n_tok / t_step})
+        return Step(step + 1, self.dist.mean_metrics(metrics, len(examples)), batch, examples, groups)
 
-    def update(self, batch: RolloutBatch, adv: torch.Tensor, keep: torch.Tensor) -> dict[str, float]:
-        """``updates_per_step`` PPO-clip mini-batch updates with gradient accumulation."""
+    def _count_failures(self, scores) -> None:
+        """A step with errors and no score at all counts towards stopping; a reward that abstains (None
+        without an error, e.g. SRT below its threshold) does not."""
+        all_failed = not self.dist.sum(float(scores.valid.sum())) and self.dist.sum(float(len(scores.errors)))
+        self.failed_streak = self.failed_streak + 1 if all_failed else 0
+        if self.failed_streak >= self.cfg.max_failed_steps:
+            last = scores.errors[-1] if scores.errors else "no valid score"
+            raise UrlvrError(f"reward {self.cfg.reward!r} failed on every completion for {self.failed_streak} steps "
+                             f"in a row (last error: {last}); fix the reward")
+
+    def update(self, batch: RolloutBatch, adv: torch.Tensor, keep: torch.Tensor, step: int) -> dict[str, float]:
+        """``updates_per_step`` PPO-clip mini-batch updates with gradient accumulation.
+
+        ``adv`` (B,) one advantage per completion; ``keep`` (B,) bool, False = no valid reward.
+        """
         cfg = self.cfg
-        ids, att, P = policy_inputs(batch, self.tok.pad_token_id)
+        ids, att, P = pack(batch.prompt_ids, batch.tokens, batch.mask, self.tok.pad_token_id)
         mask = batch.mask & keep[:, None]  # (B, T)
         old_lp = batch.logprob  # (B, T) from the rollout: the old policy
         B = len(batch)
-        order = torch.randperm(B, generator=torch.Generator().manual_seed(_seed(cfg.seed, "perm", self.step)))
+        order = torch.randperm(B, generator=torch.Generator().manual_seed(derive_seed(cfg.seed, "perm", step)))
         mb = B // cfg.updates_per_step
         micro = cfg.micro_batch_size or mb
         stats: dict[str, float] = {}
@@ -230,7 +196,7 @@ class Trainer:
         with torch.no_grad(), self.amp:  # the initial model's log-probs: KL penalty and policy/kl_initial
             ref_lp = torch.cat([
                 completion_logprobs(self.ref, ids[i : i + micro].to(self.device), att[i : i + micro].to(self.device),
-                                    P, batch.tokens[i : i + micro].to(self.device), cfg.temperature)[0].cpu()
+                                    P, batch.tokens[i : i + micro].to(self.device), cfg.temperature)[0].float().cpu()
                 for i in range(0, B, micro)])  # (B, T)
         for u in range(cfg.updates_per_step):
             idx = order[u * mb : (u + 1) * mb]
@@ -268,6 +234,7 @@ class Trainer:
 
     # ---- validation ------------------------------------------------------------------------------------
     def validate(self) -> dict[str, float]:
+        """avg@k, maj@k, pass@k of the current policy on the validation problems (``val/*``)."""
         cfg = self.cfg
         if not self.val_set:
             return {}
@@ -275,30 +242,94 @@ class Trainer:
         settings = SamplingSettings(cfg.val_temperature, cfg.top_p, cfg.max_new_tokens)
         with self.amp:
             rows = sample_problems(self.sampler, self.task, self.dist.shard(self.val_set), cfg.val_k, settings,
-                                   seed=_seed(cfg.seed, "validation"), equivalence=cfg.equivalence)
+                                   seed=derive_seed(cfg.seed, "validation", 0), rules=self.rules, grader=self.grader)
         rows = [r for part in self.dist.gather(rows) for r in part]
         s = summarize(rows, cfg.val_k)
         k = cfg.val_k
         return {f"val/avg@{k}": s[f"avg@{k}"], f"val/maj@{k}": s[f"maj@{k}"], f"val/pass@{k}": s[f"pass@{k}"],
-                "val/truncation_rate": s["truncation_rate"], "val/unparsable_rate": s["unparsable_rate"]}
+                "val/truncation_rate": s["truncation_rate"], "val/unparsable_rate": s["unparsable_rate"],
+                "val/tokens": sum(r["length"] for r in rows)}
+
+    # ---- the loop --------------------------------------------------------------------------------------
+    def steps(self, resume: bool = False) -> Iterator[Step]:
+        """Run (or resume) the training loop in ``cfg.out_dir``, yielding after every step.
+
+        Before the first step: the run folder is opened (a finished run is never overwritten; on
+        resume the last checkpoint is loaded and rows logged after it are dropped) and, on a fresh
+        run, step 0 is validated. Each step then: :meth:`train_step`, validation every ``val_every``
+        steps and at the end, the collapse detector, the row to ``metrics.jsonl``, samples and
+        checkpoints when due. Stops early when the detector fires and ``collapse_stop`` is set
+        (``stop_reason`` says why the loop ended). Under ``accelerate launch`` every process runs it on
+        its share of the groups; only rank 0 writes files.
+        """
+        cfg = self.cfg
+        start = self._open_run(resume)
+        if start == 0:
+            self._log({"step": 0, **self.validate()})
+        self.stop_reason = "completed"
+        for i in range(start, cfg.steps):
+            result = self.train_step(i)
+            n, metrics = result.step, result.metrics
+            last = n == cfg.steps
+            if (cfg.val_every and n % cfg.val_every == 0) or last:
+                metrics.update(self.validate())
+            metrics.update(self.detector.update(n, metrics))
+            self._log(metrics)
+            if self.dist.is_main and cfg.sample_every and (n % cfg.sample_every == 0 or last):
+                self._save_samples(result)
+            fired = cfg.collapse_stop and bool(metrics.get("diag/collapse_fired"))
+            best = cfg.collapse_keep_best and bool(metrics.get("diag/collapse_best"))
+            if cfg.save_every and (n % cfg.save_every == 0 or last or fired or best):
+                result.checkpoint = self.save_checkpoint(n, best=best)
+            yield result
+            if fired:
+                self.stop_reason = f"collapse detected at step {n}"
+                return
+
+    def _open_run(self, resume: bool) -> int:
+        """Prepare the run folder; returns the step to start from."""
+        metrics_path = self.run_dir / "metrics.jsonl"
+        if not resume and metrics_path.exists():
+            raise UrlvrError(f"run folder {self.run_dir} already holds a run; resume it with 'urlvr train --resume "
+                             f"{self.run_dir}' or choose another out_dir")
+        start = self.load_checkpoint() if resume else 0
+        self.history = [r for r in read_jsonl(metrics_path) if r["step"] <= start] if resume and metrics_path.exists() \
+            else []
+        self.dist.barrier()
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_write(self.run_dir / "config.yaml") as f:
+                yaml.safe_dump(self.cfg.to_dict(), f, sort_keys=False)
+            with atomic_write(metrics_path) as f:  # drop rows logged after the checkpoint we resume from
+                f.writelines(json.dumps(r) + "\n" for r in self.history)
+        return start
+
+    def _log(self, row: dict) -> None:
+        self.history.append(row)
+        if self.dist.is_main:
+            append_jsonl(self.run_dir / "metrics.jsonl", [_finite(row)])
+
+    def _save_samples(self, result: Step) -> None:
+        n = self.cfg.n_votes
+        rows = [{"step": result.step, "problem": ex.problem.id, "question": ex.problem.question,
+                 "completion": result.batch.texts[j * n + i]}
+                for j, ex in enumerate(result.examples[:4]) for i in range(min(n, 4))]
+        append_jsonl(self.run_dir / "samples.jsonl", rows)
 
     # ---- checkpoints -------------------------------------------------------------------------------------
-    def save_checkpoint(self, step: int, best: bool = False) -> None:
+    def save_checkpoint(self, step: int, best: bool = False) -> Path:
         """Rank 0 writes model, optimizer, RNG and step into a temp folder, then renames it into place."""
+        ckpt_root = self.run_dir / "checkpoints"
+        final = ckpt_root / f"step_{step:06d}"
         self.dist.barrier()
         if not self.dist.is_main:
-            return
-        ckpt_root = self.run_dir / "checkpoints"
-        ckpt_root.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt_root / f".tmp-{step:06d}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.policy.save_pretrained(tmp)
-        self.tok.save_pretrained(tmp)
-        torch.save({"optimizer": self.opt.state_dict(), "step": step, "failed_streak": self.failed_streak,
-                    "collapse": self.collapse.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
-        final = ckpt_root / f"step_{step:06d}"
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+            return final
+        with atomic_folder(final) as tmp:
+            self.policy.save_pretrained(tmp)
+            self.tok.save_pretrained(tmp)
+            torch.save({"optimizer": self.opt.state_dict(), "step": step, "failed_streak": self.failed_streak,
+                        "collapse": self.detector.state_dict(), "torch_rng": torch.get_rng_state()},
+                       tmp / "trainer_state.pt")
         write_text(ckpt_root / "latest", final.name + "\n")
         if best:  # the collapse detector's label-free best step, kept by the cleanup below
             write_text(ckpt_root / "best", final.name + "\n")
@@ -306,8 +337,10 @@ class Trainer:
         for old in ckpt_root.glob("step_*"):
             if old.name not in keep:
                 shutil.rmtree(old, ignore_errors=True)
+        return final
 
     def load_checkpoint(self) -> int:
+        """Load the latest checkpoint of the run folder; returns its step (0 when there is none)."""
         from transformers import AutoModelForCausalLM
 
         ckpt_root = self.run_dir / "checkpoints"
@@ -320,15 +353,9 @@ class Trainer:
         self.policy.load_state_dict(loaded.state_dict())
         self.opt.load_state_dict(state["optimizer"])
         self.failed_streak = state["failed_streak"]
-        self.collapse.load_state_dict(state["collapse"])
+        self.detector.load_state_dict(state["collapse"])  # its state; its settings stay the config's
         torch.set_rng_state(state["torch_rng"])
         return int(state["step"])
-
-
-def _seed(seed: int, purpose: str, step: int = 0) -> int:
-    import zlib
-
-    return zlib.crc32(f"{seed}/{purpose}/{step}".encode())
 
 
 def _finite(d: dict) -> dict:
@@ -339,70 +366,24 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None
           progress: bool = True) -> dict:
     """Run (or resume) training into ``cfg.out_dir``; returns the summary written to summary.json.
 
-    Under ``accelerate launch`` every process runs this loop on its share of the groups; only rank 0
-    writes files and shows progress.
+    The model is resolved first (a ``testbed:`` prior is built or taken from the cache for the run's
+    task); ``on_step(metrics)`` is called after every step on rank 0.
     """
-    from urlvr.console import ProgressBar
-
-    run_dir = Path(cfg.out_dir)
-    if not resume and (run_dir / "metrics.jsonl").exists():
-        raise UrlvrError(f"run folder {run_dir} already holds a run; resume it with 'urlvr train --resume {run_dir}' "
-                         "or choose another out_dir")
-    trainer = Trainer(cfg, run_dir, on_step)
+    trainer = Trainer(cfg, resolve_model(cfg.model, cfg.task, cfg.task_options))
     main = trainer.dist.is_main
-    start = trainer.load_checkpoint() if resume else 0
-    metrics_path = run_dir / "metrics.jsonl"
-    history = [r for r in read_jsonl(metrics_path) if r["step"] <= start] if metrics_path.exists() else []
-    trainer.dist.barrier()
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            with atomic_write(run_dir / "config.yaml") as f:
-                yaml.safe_dump(dataclasses.asdict(cfg), f, sort_keys=False)
-        with atomic_write(metrics_path) as f:  # drop rows logged after the checkpoint we resume from
-            f.writelines(json.dumps(r) + "\n" for r in history)
-
-    def log(row: dict) -> None:
-        history.append(row)
-        if main:
-            append_jsonl(metrics_path, [_finite(row)])
-
-    if start == 0:
-        log({"step": 0, **trainer.validate()})
-    bar = ProgressBar(cfg.steps, initial=start, desc=f"train {cfg.reward}", enabled=progress and main)
-    stop_reason = "completed"
-    for step in range(start, cfg.steps):
-        trainer.step = step
-        metrics, batch, examples = trainer.train_step(step)
-        last = step + 1 == cfg.steps
-        if (step + 1) % cfg.val_every == 0 or last:
-            metrics.update(trainer.validate())
-        metrics.update(trainer.collapse.update(step + 1, metrics))
-        log(metrics)
-        if main and ((step + 1) % cfg.sample_every == 0 or last):
-            _save_samples(run_dir, step + 1, batch, examples, cfg.n_votes)
-        fired = cfg.collapse_stop and metrics.get("diag/collapse_fired")
-        best = cfg.collapse_keep_best and bool(metrics.get("diag/collapse_best"))
-        if (step + 1) % cfg.save_every == 0 or last or fired or best:
-            trainer.save_checkpoint(step + 1, best=best)
-        bar.update(metrics)
-        if on_step and main:
-            on_step(metrics)
-        if fired:
-            stop_reason = f"collapse detected at step {step + 1}"
-            break
-    bar.close()
-    summary = summarize_run(history, cfg, stop_reason)
+    with Bar(cfg.steps, f"train {cfg.reward}", unit="step", enabled=progress and main) as bar:
+        done = None
+        for result in trainer.steps(resume):
+            done = result.step - 1 if done is None else done
+            bar.update(result.step - done, metrics=result.metrics)
+            done = result.step
+            if on_step and main:
+                on_step(result.metrics)
+    summary = summarize_run(trainer.history, cfg, trainer.stop_reason)
     summary["processes"] = trainer.dist.world
     if main:
-        write_json(run_dir / "summary.json", summary)
+        write_json(trainer.run_dir / "summary.json", summary)
     return summary
-
-
-def _save_samples(run_dir: Path, step: int, batch: RolloutBatch, examples, n: int) -> None:
-    rows = [{"step": step, "problem": ex.problem.id, "question": ex.problem.question, "completion": batch.texts[j * n + i]}
-            for j, ex in enumerate(examples[:4]) for i in range(min(n, 4))]
-    append_jsonl(run_dir / "samples.jsonl", rows)
 
 
 def summarize_run(history: list[dict], cfg: TrainConfig, stop_reason: str) -> dict:

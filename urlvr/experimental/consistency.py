@@ -14,13 +14,13 @@ Perturbations (:func:`perturb`; the task interface has no hook for them, so they
 
 ``perturbation="package.module:function"`` plugs in your own ``function(problem, rng) -> Problem``.
 The perturbed prompt is the original prompt with the question replaced, so the question must appear
-verbatim in the prompt. Answers of the perturbed completions are read with the shared convention
-(last ``\boxed{}``), and clustered together with the original answers under the group's equivalence.
+verbatim in the prompt. Answers of the perturbed completions are read with the group's answer rules
+(the task's extraction), and clustered together with the original answers under the group's equivalence.
 
 Experimental: it costs N extra generations per prompt (one ``sampler.generate`` call per group,
 seeded from ``seed`` and the problem id) and is not yet validated.
 
->>> from urlvr.tasks.base import Problem
+>>> from urlvr.types import Problem
 >>> perturb(Problem("47+38", "47+38", data={"a": 47, "op": "+", "b": 38})).question
 '38+47'
 >>> perturb(Problem("24 from 3 8", "24 from 3 8")).question, perturb(Problem("3x+5=20", "3x+5=20")).question
@@ -32,13 +32,13 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import random
-import zlib
 from typing import Any, Callable
 
 from urlvr.errors import UrlvrError
 from urlvr.rewards.base import Group, register_reward
-from urlvr.rewards.voting import cluster_ids, majority
-from urlvr.tasks.base import Problem, extract_boxed
+from urlvr.answers import majority
+from urlvr.seeds import derive_seed, rng
+from urlvr.types import Problem
 
 __all__ = ["consistency", "perturb"]
 
@@ -69,15 +69,13 @@ def consistency(group: Group, sampler: Any = None, settings: Any = None, n: int 
     if sampler is None or settings is None:
         raise UrlvrError("consistency needs the policy: it is called by the trainer with sampler= and settings=")
     problem = group.problem
-    rng = random.Random(f"{seed}/consistency/{problem.id}")
-    other = (_load(perturbation) if perturbation else perturb)(problem, rng)
+    other = (_load(perturbation) if perturbation else perturb)(problem, rng(seed, "consistency", problem.id))
     if problem.question not in group.prompt:
         raise UrlvrError("consistency: the question does not appear verbatim in the prompt, so the perturbed "
                          "prompt cannot be built; use a prompt template that contains {question}")
     prompt = group.prompt.replace(problem.question, other.question, 1)
     k = n or len(group)
-    batch = sampler.generate([prompt] * k, settings, seed=zlib.crc32(f"{seed}/consistency/{problem.id}".encode()))
-    ids = cluster_ids([extract_boxed(t) for t in batch.texts] + group.answers,
-                      equivalence or group.equivalence, group.canonical)
+    batch = sampler.generate([prompt] * k, settings, seed=derive_seed(seed, "consistency", problem.id))
+    ids = group.rules.cluster([group.rules.extract(t) for t in batch.texts] + group.answers, equivalence)
     label, _ = majority(ids[:k], empty="drop")
     return [float(label is not None and i == label) for i in ids[k:]]

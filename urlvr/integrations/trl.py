@@ -45,8 +45,8 @@ of the group size, or groups of unequal sizes, raise :class:`~urlvr.errors.Urlvr
 completion. The adapter builds each :class:`~urlvr.tasks.base.Problem` from the columns ``id``,
 ``question`` (default: the prompt), ``kind`` and ``data`` (a dict or its JSON text). The gold column
 (``answer`` by default) reaches only rewards registered with ``needs_gold=True`` (as a
-:class:`~urlvr.rewards.base.LabeledGroup`) and the oracle metrics; label-free rewards get a
-:class:`~urlvr.rewards.base.Group` built without it.
+:class:`~urlvr.types.LabeledGroup`) and the oracle metrics; label-free rewards get a
+:class:`~urlvr.types.Group` built without it (:func:`urlvr.scoring.build_groups`, as in urlvr's trainer).
 
 **Per-token statistics: one extra forward pass.** Certainty rewards (``needs_logits=True``) read
 ``Completion.logprob / entropy / self_certainty / top2_gap``, which need the full logits of the
@@ -62,8 +62,14 @@ position ids from the attention mask (as ``generate`` sampled), at TRL's samplin
 (``p_t = softmax(z_t / τ)``, the urlvr sampler's convention; ``top_p`` / ``top_k`` are not applied, as
 in urlvr). With tools, tool-output tokens inside the completion get statistics too.
 
+**Rewards that score given continuations** (``needs_scorer``, e.g. CoVo and RLPR-style rewards)
+get a scorer over TRL's current policy from :class:`URLVRGRPOTrainer`
+(:meth:`~urlvr.rollout.HFSampler.score`, one no-grad forward per batch); under a plain
+``GRPOTrainer`` they are refused with one line. Rewards that *sample* from the policy
+(``needs_policy``: self-verification, consistency) are refused: TRL runs its own generation.
+
 **Diagnostics through TRL's logging.** After scoring, the adapter logs urlvr's label-free health
-metrics (:func:`~urlvr.metrics.health.health_metrics`: ``reward/mean``, ``diag/majority_ratio``,
+metrics (:func:`~urlvr.watch.health.health_metrics`: ``reward/mean``, ``diag/majority_ratio``,
 ``diag/cluster_entropy``, ``rollout/unparsable_rate``, ...), the reward's named components
 (``reward/<component>``) and, when every group has a gold answer, the oracle metrics
 (``oracle/label_accuracy``, ...; monitoring only) through the ``log_metric`` hook TRL hands to reward
@@ -89,21 +95,19 @@ try:
 except ImportError:  # the optional extra is missing
     raise UrlvrError("urlvr.integrations.trl needs TRL; install it with: pip install 'urlvr[trl]'") from None
 
-from urlvr.metrics.health import group_clusters, health_metrics
-from urlvr.metrics.oracle import oracle_metrics
-from urlvr.rewards.base import Completion, Group, LabeledGroup, check_options, get_reward
-from urlvr.stats import token_stats
-from urlvr.tasks.base import Problem, Task, get_task
-from urlvr.trainer import score_groups
+from urlvr.rewards.base import check_options, get_reward
+from urlvr.rollout import HFSampler, score_tokens
+from urlvr.scoring import Scores, build_groups, score_groups, step_metrics
+from urlvr.stats import STAT_NAMES
+from urlvr.tasks.base import Task, get_task
+from urlvr.types import Completion, Example, Problem, SamplingSettings
 
-__all__ = ["urlvr_reward_func", "TRLReward", "URLVRGRPOTrainer", "task_dataset", "regroup",
-           "completion_token_stats", "ROLLOUT_COLUMN"]
+__all__ = ["urlvr_reward_func", "TRLReward", "URLVRGRPOTrainer", "task_dataset", "regroup", "ROLLOUT_COLUMN"]
 
 ROLLOUT_COLUMN = "urlvr_rollout"
 """The private per-row column :class:`URLVRGRPOTrainer` adds for the rewards: group size, EOS facts,
 vocabulary size and (when needed) the per-token statistics of the completion."""
 
-_STATS = ("logprob", "entropy", "self_certainty", "top2_gap")
 _PROBLEM_COLUMNS = ("id", "question", "kind", "data")
 _PER_TOKEN_KEYS = ("policy/entropy", "policy/self_certainty")
 _EOS_KEYS = ("rollout/truncation_rate",)
@@ -171,45 +175,6 @@ def _problem(prompt: str, row: dict[str, Any]) -> Problem:
                    kind=str(row.get("kind") or ""), data=dict(data or {}))
 
 
-@torch.no_grad()
-def completion_token_stats(model, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
-                           temperature: float = 1.0, pad_id: int = 0, batch_size: int = 8,
-                           chunk_size: int | None = 512) -> list[dict[str, torch.Tensor]]:
-    """Per-token statistics of each completion under ``model``: one no-grad forward per ``batch_size`` rows.
-
-    Prompts are left-padded, completions right-padded, positions follow the attention mask (as
-    ``generate`` sampled), and only the ``T + 1`` last logits are computed (``logits_to_keep``).
-
-    Args:
-        model: a causal LM (``model(input_ids, attention_mask, position_ids, logits_to_keep)``).
-        prompt_ids, completion_ids: token ids per row, no padding; a completion keeps its EOS.
-        temperature: τ of ``p_t = softmax(z_t / τ)``, the sampling temperature.
-        chunk_size: positions per step of :func:`~urlvr.stats.token_stats` (bounds float32 temporaries).
-
-    Returns:
-        One dict per row: ``logprob``, ``entropy``, ``self_certainty`` (true KL), ``top2_gap``, each a
-        float32 CPU tensor of shape ``(len(completion),)``.
-    """
-    dev = next(model.parameters()).device
-    out: list[dict[str, torch.Tensor]] = []
-    for s in range(0, len(prompt_ids), batch_size):
-        ps, cs = prompt_ids[s : s + batch_size], completion_ids[s : s + batch_size]
-        B, P, T = len(ps), max(len(p) for p in ps), max(1, max(len(c) for c in cs))
-        ids = torch.full((B, P + T), pad_id, dtype=torch.long)
-        att = torch.zeros((B, P + T), dtype=torch.long)
-        for i, (p, c) in enumerate(zip(ps, cs)):
-            ids[i, P - len(p) : P], att[i, P - len(p) : P] = torch.tensor(list(p), dtype=torch.long), 1
-            ids[i, P : P + len(c)], att[i, P : P + len(c)] = torch.tensor(list(c), dtype=torch.long), 1
-        ids, att = ids.to(dev), att.to(dev)
-        pos = (att.cumsum(-1) - 1).clamp(min=0)  # (B, P+T)
-        logits = model(input_ids=ids, attention_mask=att, position_ids=pos, logits_to_keep=T + 1,
-                       use_cache=False).logits  # (B, T+1, V)
-        st = token_stats(logits[:, :-1], ids[:, P:], temperature, chunk_size=chunk_size)  # (B, T) each
-        for i, c in enumerate(cs):
-            out.append({k: getattr(st, k)[i, : len(c)].float().cpu() for k in _STATS})
-    return out
-
-
 # ---------------------------------------------------------------------------------------------------
 # the reward adapter
 # ---------------------------------------------------------------------------------------------------
@@ -251,13 +216,17 @@ class TRLReward:
                  **options: Any):
         self.spec = get_reward(name)
         if self.spec.needs_policy:
-            raise UrlvrError(f"reward {name!r} queries the policy through urlvr's sampler, which TRL does not run; "
+            raise UrlvrError(f"reward {name!r} samples from the policy through urlvr's sampler, which TRL does not run; "
                              "train it with 'urlvr train'")
         check_options(self.spec, options)  # a misspelt option fails here, not as a None score in every step
         self.task = get_task(task) if isinstance(task, str) else task
         self.equivalence, self.num_generations = equivalence, num_generations
         self.gold_column, self.log_diagnostics, self.options = gold_column, log_diagnostics, options
         self.needs_logits = self.spec.needs_logits
+        self.scorer: HFSampler | None = None
+        """Set by :class:`URLVRGRPOTrainer` for rewards that score given continuations (``needs_scorer``)."""
+        self.settings: SamplingSettings | None = None
+        """TRL's sampling settings, set with the scorer."""
         self.__name__ = re.split(r"[:.]", self.spec.name)[-1]  # TRL logs rewards/<__name__>/mean
 
     def __repr__(self) -> str:
@@ -274,14 +243,14 @@ class TRLReward:
         size = (rows[0].rollout.get("group_size") if rows else None) or self.num_generations
         spans = regroup([r.key for r in everything], size)
         groups, labeled = self._groups(everything, spans)
-        rewards, valid, components, errors = self._score(groups, labeled, spans, start, len(rows))
+        scores = self._score(groups, labeled, spans, start, len(rows))
         if self.log_diagnostics and kwargs.get("log_metric") is not None:
-            self._log(kwargs["log_metric"], groups, labeled, rewards, valid, components, errors, everything)
+            self._log(kwargs["log_metric"], groups, labeled, scores, everything)
         out: list[float | None] = [None] * len(rows)
         for g, span in enumerate(spans):
             for i, k in enumerate(span):
                 if start <= k < start + len(rows):
-                    out[k - start] = float(rewards[g, i]) if valid[g, i] else None
+                    out[k - start] = float(scores.rewards[g, i]) if scores.valid[g, i] else None
         return out
 
     # ---- steps ----------------------------------------------------------------------------------
@@ -293,7 +262,7 @@ class TRLReward:
             raise UrlvrError(f"reward {self.spec.name!r} needs gold answers, but the dataset has no "
                              f"{self.gold_column!r} column; add one or set gold_column=")
         rollouts = columns.get(ROLLOUT_COLUMN) or [{}] * n
-        if self.needs_logits and not all(_STATS[0] in r for r in rollouts):
+        if self.needs_logits and not all(STAT_NAMES[0] in r for r in rollouts):
             raise UrlvrError(f"reward {self.spec.name!r} reads per-token statistics of the rollout, which TRL does not "
                              "hand to reward functions; train with urlvr.integrations.trl.URLVRGRPOTrainer")
         rows = []
@@ -309,39 +278,42 @@ class TRLReward:
             ))
         return rows
 
-    def _groups(self, rows: list[_Row], spans: list[range]) -> tuple[list[Group], list[LabeledGroup]]:
-        """Label-free groups and their labelled twins (the gold goes only into the twins)."""
-        task, empty = self.task, torch.zeros(0)
-        groups, labeled = [], []
+    def _groups(self, rows: list[_Row], spans: list[range]):
+        """Label-free groups and their labelled twins (:func:`urlvr.scoring.build_groups`)."""
+        task, rules, empty = self.task, self.task.rules(self.equivalence), torch.zeros(0)
+        completions = []
         for span in spans:
-            first = rows[span.start]
             comps = []
             for k in span:
                 r = rows[k]
-                stat = {s: torch.as_tensor(r.rollout[s], dtype=torch.float32) if s in r.rollout else empty
-                        for s in _STATS}
                 comps.append(Completion(
-                    text=r.text, answer=task.extract(r.text), token_ids=torch.tensor(r.token_ids, dtype=torch.long),
-                    **stat, truncated=bool(r.rollout.get("truncated", False)),
+                    text=r.text, answer=rules.extract(r.text), token_ids=torch.tensor(r.token_ids, dtype=torch.long),
+                    stats={s: torch.as_tensor(r.rollout[s], dtype=torch.float32) if s in r.rollout else empty
+                           for s in STAT_NAMES},
+                    truncated=bool(r.rollout.get("truncated", False)),
                     ends_with_eos=bool(r.rollout.get("ends_with_eos", True)),
                 ))
-            kw = dict(problem=first.problem, prompt=first.prompt, completions=tuple(comps), canonical=task.canonical,
-                      verify=task.verify, equivalence=self.equivalence,
-                      vocab_size=int(first.rollout.get("vocab_size", 0)),
-                      eos_token_id=first.rollout.get("eos_token_id"))
-            groups.append(Group(**kw))
-            labeled.append(LabeledGroup(**kw, gold=first.gold, check=task.check))
-        return groups, labeled
+            completions.append(comps)
+        first = [rows[span.start] for span in spans]
+        info = first[0].rollout if first else {}
+        return build_groups(task, rules, [Example(r.problem, r.gold) for r in first], [r.prompt for r in first],
+                            completions, vocab_size=int(info.get("vocab_size", 0)), eos_token_id=info.get("eos_token_id"))
 
     def _score(self, groups, labeled, spans, start: int, n_local: int):
         """Each process scores the groups that start in its slice; all processes get all scores."""
         own = [g for g, span in enumerate(spans) if start <= span.start < start + n_local]
         result: dict[str, Any] = {"own": own, "error": None}
-        if own:
+        options = dict(self.options)
+        if self.spec.needs_scorer:
+            if self.scorer is None:
+                result["error"] = (f"reward {self.spec.name!r} scores continuations under the policy; train it with "
+                                   "urlvr.integrations.trl.URLVRGRPOTrainer, which hands it a scorer")
+            options.update(scorer=self.scorer, settings=self.settings)
+        if own and result["error"] is None:
             try:
-                r, v, comp, errs = score_groups(self.spec, self.options, [groups[g] for g in own],
-                                                [labeled[g] for g in own])
-                result.update(rewards=r.tolist(), valid=v.tolist(), components=comp, errors=errs)
+                sc = score_groups(self.spec, options, [groups[g] for g in own], [labeled[g] for g in own])
+                result.update(rewards=sc.rewards.tolist(), valid=sc.valid.tolist(), components=sc.components,
+                              errors=sc.errors)
             except UrlvrError as e:  # raised on every process below, so none waits in a gather
                 result["error"] = str(e)
         parts = _all_gather(result)
@@ -359,22 +331,15 @@ class TRLReward:
                 for k, vals in p["components"].items():
                     components.setdefault(k, []).extend(vals)
                 errors += p["errors"]
-        return rewards, valid, components, errors
+        return Scores(rewards, valid, components, errors)
 
-    def _log(self, log_metric: Callable[[str, float], None], groups, labeled, rewards, valid, components,
-             errors, rows: list[_Row]) -> None:
+    def _log(self, log_metric: Callable[[str, float], None], groups, labeled, scores: Scores,
+             rows: list[_Row]) -> None:
         """Health, component and oracle metrics through TRL's ``log_metric`` (same values on every process)."""
-        clusters = group_clusters(groups)
-        metrics: dict[str, Any] = health_metrics(groups, rewards, valid, clusters)
-        has_stats = all(_STATS[0] in r.rollout for r in rows)
+        has_stats = all(STAT_NAMES[0] in r.rollout for r in rows)
         has_eos = all("truncated" in r.rollout for r in rows)
         drop = (() if has_stats else _PER_TOKEN_KEYS) + (() if has_eos else _EOS_KEYS)
-        metrics = {k: v for k, v in metrics.items() if k not in drop}
-        metrics.update({f"reward/{k}": sum(v) / len(v) for k, v in components.items() if v})
-        metrics["reward/errors"] = float(len(errors))
-        if all(lg.gold is not None for lg in labeled):
-            correct = [[lg.check(c.answer, lg.gold) for c in lg.completions] for lg in labeled]
-            metrics.update(oracle_metrics(correct, clusters, rewards, valid))
+        metrics = {k: v for k, v in step_metrics(groups, labeled, scores).items() if k not in drop}
         for k, v in sorted(metrics.items()):
             if v is not None and math.isfinite(float(v)):
                 log_metric(k, float(v))
@@ -427,6 +392,10 @@ class URLVRGRPOTrainer(GRPOTrainer):
         tok = getattr(self.processing_class, "tokenizer", self.processing_class)  # a processor holds a tokenizer
         eos, pad_id = set(self.eos_token_ids), tok.pad_token_id
         stats: list[dict[str, torch.Tensor]] = [{} for _ in inputs]
+        for f in self.reward_funcs:
+            if getattr(f, "spec", None) is not None and f.spec.needs_scorer:
+                f.scorer = _Scorer(self.accelerator.unwrap_model(self.model), tok, self.stats_batch_size)
+                f.settings = SamplingSettings(self.temperature, 1.0, self.max_completion_length)
         if any(getattr(f, "needs_logits", False) for f in self.reward_funcs):
             try:
                 from trl.models.utils import disable_gradient_checkpointing
@@ -434,9 +403,8 @@ class URLVRGRPOTrainer(GRPOTrainer):
             except ImportError:
                 quiet = nullcontext()
             with quiet, self.accelerator.autocast():
-                stats = completion_token_stats(self.model, self._urlvr_prompt_ids, completion_ids_list,
-                                               self.temperature, pad_id if pad_id is not None else 0,
-                                               self.stats_batch_size)
+                stats = score_tokens(self.model, self._urlvr_prompt_ids, completion_ids_list, self.temperature,
+                                     pad_id if pad_id is not None else 0, self.stats_batch_size)
         vocab = self.model.config.get_text_config().vocab_size
         rows = []
         for x, ids, st in zip(inputs, completion_ids_list, stats):
@@ -445,6 +413,16 @@ class URLVRGRPOTrainer(GRPOTrainer):
                     "ends_with_eos": last in eos, "truncated": last not in eos and last != pad_id, **st}
             rows.append({**x, ROLLOUT_COLUMN: info})
         return super()._calculate_rewards(rows, prompts, completions, completion_ids_list)
+
+
+class _Scorer(HFSampler):
+    """The scorer a ``needs_scorer`` reward gets under TRL: :meth:`HFSampler.score` over TRL's policy (no sampling)."""
+
+    def __init__(self, model, tokenizer, batch_size: int):
+        super().__init__(model, tokenizer, batch_size=batch_size)
+
+    def generate(self, *args, **kwargs):
+        raise UrlvrError("under TRL a reward may score continuations but not sample; train it with 'urlvr train'")
 
 
 def task_dataset(task: Task | str, split: str = "train", n: int = 256, seed: int = 0, with_answers: bool = True):

@@ -11,8 +11,7 @@ from urlvr.rewards.base import (Completion, Group, LabeledGroup, RewardOutput, R
                                 register_reward, reward_names)
 from urlvr.rewards import certainty, controls, ensemble, external, mixes  # noqa: F401  (register the rewards)
 from urlvr.rewards.external import guarded
-from urlvr.rewards.mixes import label_free
 import urlvr.experimental  # noqa: F401,E402  (registers the experimental rewards)
 
 __all__ = ["Completion", "Group", "LabeledGroup", "RewardOutput", "RewardSpec", "call_reward", "get_reward",
-           "register_reward", "reward_names", "guarded", "label_free"]
+           "register_reward", "reward_names", "guarded"]

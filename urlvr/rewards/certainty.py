@@ -54,7 +54,7 @@ import torch
 from urlvr.errors import UrlvrError
 from urlvr.rewards.base import Completion, Group, register_reward
 from urlvr.stats import SELF_CERTAINTY_FORMS
-from urlvr.tasks.base import extract_boxed
+from urlvr.answers import extract_boxed
 
 __all__ = [
     "ALIGNMENTS", "REDUCTIONS", "token_values", "answer_span", "answer_token_positions", "self_certainty",
@@ -178,7 +178,7 @@ def probability(group: Group, log_space: bool = False, alignment: str = "aligned
 def answer_span(text: str) -> tuple[int, int] | None:
     r"""Character span ``[start, end)`` of the answer: the stripped content of the last closed ``\boxed{}``.
 
-    The same box that :func:`~urlvr.tasks.base.extract_boxed` reads; None without an answer.
+    The same box that :func:`~urlvr.answers.extract_boxed` reads; None without an answer.
 
     >>> t = "so \\boxed{1} or \\boxed{ 42 }"
     >>> span = answer_span(t); span, t[span[0]:span[1]]

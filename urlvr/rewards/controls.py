@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import random as _random
 
 from urlvr.rewards.base import Group, LabeledGroup, register_reward
+from urlvr.seeds import rng
 
 __all__ = ["gold", "random_reward", "format_only"]
 
@@ -15,14 +15,17 @@ def gold(group: LabeledGroup) -> list[float]:
 
     For tasks with many correct answers (Countdown) the check verifies against the problem.
     """
-    return [float(group.check(c.answer, group.gold)) if group.gold is not None else None
-            for c in group.completions]
+    if group.gold is None:
+        return [None] * len(group)
+    if group.correct is not None:  # the step's batched gold verdicts
+        return [float(ok) for ok in group.correct]
+    return [float(group.check(c.answer, group.gold)) for c in group.completions]
 
 
 @register_reward("random", family="control", source="Spurious Rewards (2506.10947)")
 def random_reward(group: Group, p: float = 0.5, seed: int = 0) -> list[float]:
     """Bernoulli(p) per completion, seeded by the problem id and completion text (order-invariant)."""
-    return [float(_random.Random(f"{seed}/{group.problem.id}/{c.text}").random() < p) for c in group.completions]
+    return [float(rng(seed, group.problem.id, c.text).random() < p) for c in group.completions]
 
 
 @register_reward("format_only", family="control", source="Spurious Rewards (2506.10947)")

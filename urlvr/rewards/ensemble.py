@@ -1,15 +1,14 @@
 """Ensemble rewards: agreement among the N completions of one prompt (METHODS.md §3).
 
-All of them cluster the group's answers with :func:`~urlvr.rewards.voting.cluster_ids`: ``canonical``
-(the task's voting key) or ``math`` (math-verify equivalence classes, decided in worker processes by
-:mod:`urlvr.grading`); the ``equivalence`` option overrides the group's setting. ``N`` is always the
+All of them cluster the group's answers with :meth:`Group.cluster_ids <urlvr.types.Group.cluster_ids>`:
+``canonical`` (the task's voting key) or ``math`` (math-verify equivalence classes, decided in worker
+processes by :mod:`urlvr.grading`); the ``equivalence`` option overrides the group's setting. ``N`` is always the
 whole group, answer-less completions included.
 
 >>> import torch
->>> from urlvr.rewards.base import Completion
->>> from urlvr.tasks.base import Problem
+>>> from urlvr.types import Completion, Problem
 >>> z = torch.zeros(1)
->>> g = Group(Problem("p", "1+1"), "1+1", tuple(Completion(t, a, z.long(), z, z, z, z)
+>>> g = Group(Problem("p", "1+1"), "1+1", tuple(Completion(t, a, z.long())
 ...           for t, a in [("\\\\boxed{2}", "2"), ("\\\\boxed{2}", "2"), ("\\\\boxed{3}", "3"), ("?", None)]))
 >>> majority_vote(g), srt(g, mode="soft").scores, semantic_cluster(g, empty="singleton")
 ([1.0, 1.0, 0.0, 0.0], [0.5, 0.5, 0.25, 0.0], [0.5, 0.5, 0.25, 0.25])
@@ -22,7 +21,7 @@ from typing import Sequence
 
 from urlvr.errors import UrlvrError
 from urlvr.rewards.base import Group, RewardOutput, register_reward
-from urlvr.rewards.voting import cluster_ids, majority
+from urlvr.answers import majority
 
 __all__ = ["majority_vote", "srt", "semantic_cluster", "SRT_MODES", "CLUSTER_EMPTY_RULES"]
 
@@ -31,7 +30,7 @@ CLUSTER_EMPTY_RULES = ("zero", "singleton")
 
 
 def _ids(group: Group, equivalence: str | None) -> list[int | None]:
-    return cluster_ids(group.answers, equivalence or group.equivalence, group.canonical)
+    return group.cluster_ids(equivalence)
 
 
 def _frequencies(ids: Sequence[int | None], empty: str = "zero") -> list[float]:

@@ -17,7 +17,6 @@ run with its message.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
@@ -25,7 +24,9 @@ from typing import Any, Callable, TypeVar
 from urlvr.errors import UrlvrError
 from urlvr.rewards.base import Completion, Group, RewardOutput, register_reward
 from urlvr.rewards.sandbox import Sandbox, SandboxError, extract_code
-from urlvr.tasks.base import extract_boxed
+from urlvr.answers import extract_boxed
+from urlvr.seeds import derive_seed
+from urlvr.types import SamplingSettings
 
 __all__ = ["guarded", "verifier", "self_verify", "code_tests", "parse_verdict", "JUDGE_TEMPLATE"]
 
@@ -99,10 +100,6 @@ def _judge_prompt(template: str, group: Group, c: Completion) -> str:
                          "{completion}, {answer} and double literal braces") from None
 
 
-def _seed(*parts: str) -> int:
-    return int.from_bytes(hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).digest(), "big") >> 1
-
-
 @register_reward("self_verify", family="external", needs_group=True, needs_policy=True,
                  source="URLVR §4 self-verification")
 def self_verify(group: Group, sampler: Any = None, settings: Any = None, template: str = JUDGE_TEMPLATE,
@@ -116,8 +113,6 @@ def self_verify(group: Group, sampler: Any = None, settings: Any = None, templat
     *not verified* (0), not None: a judge that stops answering must not silently drop the prompt.
     Component ``judge_parsed`` logs the parsable-verdict rate.
     """
-    from urlvr.rollout import SamplingSettings
-
     if sampler is None:
         raise UrlvrError("self_verify needs the policy: it is called by the trainer with sampler= and settings=")
     texts = sorted({c.text for c in group.completions})
@@ -125,7 +120,7 @@ def self_verify(group: Group, sampler: Any = None, settings: Any = None, templat
     judge = SamplingSettings(temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens or (
         settings.max_new_tokens if settings is not None else 16))
     batch = sampler.generate([_judge_prompt(template, group, by_text[t]) for t in texts], judge,
-                             seed=_seed(str(seed), group.problem.id, *texts))
+                             seed=derive_seed(seed, "self_verify", group.problem.id, *texts))
     verdicts = dict(zip(texts, map(parse_verdict, batch.texts)))
     scores = [float(verdicts[c.text] is True) for c in group.completions]
     return RewardOutput(scores, {"judge_parsed": [float(verdicts[c.text] is not None) for c in group.completions]})

@@ -4,37 +4,30 @@
   answers is refused, since a label-free mix never sees them; use ``semi_supervised``).
 - ``semi_supervised``: the gold reward on a fraction ``alpha`` of prompts (chosen by a stable hash of
   the problem id) or on a given labelled subset of ids, an intrinsic reward on the rest. The intrinsic
-  reward receives a plain :class:`~urlvr.rewards.base.Group` rebuilt without the gold fields
-  (:func:`label_free`), never the :class:`~urlvr.rewards.base.LabeledGroup`.
+  reward receives the plain :class:`~urlvr.types.Group` view without the gold fields
+  (:meth:`LabeledGroup.label_free <urlvr.types.LabeledGroup.label_free>`), never the labelled group.
 
 Both forward ``sampler=``/``settings=`` to components that query the policy, so they are registered
 with ``needs_policy=True``. Components' scores are logged as ``reward/<name>`` components.
 
 >>> import torch
->>> from urlvr.rewards.base import Completion
->>> from urlvr.tasks.base import Problem
+>>> from urlvr.types import Completion, Problem
 >>> z = torch.zeros(1)
->>> g = Group(Problem("p", "1+1"), "1+1", tuple(Completion("", a, z.long(), z, z, z, z) for a in ["2", "2", None]))
+>>> g = Group(Problem("p", "1+1"), "1+1", tuple(Completion("", a, z.long()) for a in ["2", "2", None]))
 >>> mix(g, rewards={"majority_vote": 1.0, "format_only": 0.5}).scores
 [1.5, 1.5, 0.0]
 """
 
 from __future__ import annotations
 
-import dataclasses
-import random
 from typing import Any, Mapping
 
 from urlvr.errors import UrlvrError
 from urlvr.rewards.base import Group, LabeledGroup, RewardOutput, call_reward, get_reward, register_reward
 from urlvr.rewards.controls import gold
+from urlvr.seeds import rng
 
-__all__ = ["mix", "semi_supervised", "label_free", "is_labelled"]
-
-
-def label_free(group: Group) -> Group:
-    """The plain :class:`Group` view of a (possibly labelled) group: gold and gold check dropped."""
-    return Group(**{f.name: getattr(group, f.name) for f in dataclasses.fields(Group)})
+__all__ = ["mix", "semi_supervised", "is_labelled"]
 
 
 def _component(name: str, group: Group, options: Mapping[str, Any] | None, sampler: Any, settings: Any,
@@ -85,7 +78,7 @@ def is_labelled(problem_id: str, alpha: float, seed: int = 0) -> bool:
     >>> sum(is_labelled(str(i), 0.25) for i in range(1000))
     247
     """
-    return random.Random(f"{seed}/semi_supervised/{problem_id}").random() < alpha
+    return rng(seed, "semi_supervised", problem_id).random() < alpha
 
 
 @register_reward("semi_supervised", family="mix", needs_gold=True, needs_group=True, needs_policy=True,
@@ -108,7 +101,7 @@ def semi_supervised(group: LabeledGroup, alpha: float = 0.1, labelled: list[str]
     if use_gold:
         out = RewardOutput(gold(group))
     else:
-        out = _component(intrinsic, label_free(group), intrinsic_options, sampler, settings, "semi_supervised")
+        out = _component(intrinsic, group.label_free(), intrinsic_options, sampler, settings, "semi_supervised")
     components = {f"{intrinsic}/{k}": v for k, v in out.components.items()}
     components["labelled"] = [float(use_gold)] * len(group)
     return RewardOutput(out.scores, components)

@@ -5,20 +5,11 @@ Importing this package registers the built-in tasks: ``arithmetic``, ``linear``,
 interface.
 """
 
-from urlvr.tasks import arithmetic, countdown, files, linear  # noqa: F401  (register the tasks)
-from urlvr.tasks.base import (
-    SPLITS,
-    Example,
-    Problem,
-    Task,
-    boxed,
-    extract_boxed,
-    get_task,
-    register_task,
-    task_names,
-)
+from urlvr.tasks.base import (SPLITS, Example, Problem, Task, boxed, extract_boxed, get_task, get_task_class,
+                              register_task, task_names)
+from urlvr.tasks import arithmetic, countdown, jsonl, linear  # noqa: F401,E402  (register the tasks)
 
 __all__ = [
-    "Problem", "Example", "Task", "SPLITS", "register_task", "get_task", "task_names", "extract_boxed",
-    "boxed",
+    "Problem", "Example", "Task", "SPLITS", "register_task", "get_task", "get_task_class", "task_names",
+    "extract_boxed", "boxed",
 ]

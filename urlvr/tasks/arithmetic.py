@@ -33,9 +33,10 @@ import random
 import re
 
 from urlvr.errors import UrlvrError
+from urlvr.answers import extract_boxed
 from urlvr.tasks.base import SPLITS, Example, Problem, Task, register_task
 
-__all__ = ["ArithmeticTask", "split_of"]
+__all__ = ["ArithmeticTask", "split_of", "integer_key"]
 
 _SPLIT_BOUNDS = (0.8, 0.9)  # train below 0.8, validation below 0.9, test above
 _ENUMERATE_LIMIT = 30_000
@@ -50,6 +51,16 @@ def split_of(key: str) -> str:
     """
     u = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
     return SPLITS[0] if u < _SPLIT_BOUNDS[0] else SPLITS[1] if u < _SPLIT_BOUNDS[1] else SPLITS[2]
+
+
+def integer_key(answer: str) -> str:
+    """Voting key: integers compare by value (``085`` = ``85``, ``+3`` = ``3``); anything else as text.
+
+    >>> integer_key(" 085"), integer_key("+3"), integer_key("x")
+    ('85', '3', 'x')
+    """
+    s = "".join(answer.split())
+    return str(int(s)) if _INTEGER.fullmatch(s) else s
 
 
 def _digits(x: int, width: int) -> list[int]:
@@ -135,10 +146,8 @@ class ArithmeticTask(Task):
         return "sub/borrow" if any(x < y for x, y in zip(da, db)) else "sub/noborrow"
 
     # ---- answers ------------------------------------------------------------------------------
-    def canonical(self, answer: str) -> str:
-        """Integers compare by value (``085`` = ``85``, ``+3`` = ``3``); anything else as text."""
-        s = "".join(answer.split())
-        return str(int(s)) if _INTEGER.fullmatch(s) else s
+    def answer_functions(self) -> dict:
+        return {"extract": extract_boxed, "canonical": integer_key, "verify": None}
 
     def systematic_error(self, example: Example) -> str | None:
         """Dropped carry (``+``) or smaller-from-larger (``-``) on carry/borrow problems, else None."""

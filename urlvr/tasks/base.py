@@ -1,78 +1,32 @@
-"""Problems, tasks and the task registry.
+"""Tasks and the task registry.
 
-A :class:`Problem` is what a label-free reward may see: an id, the question, its type and the public
-data a programmatic verifier needs (the numbers and target of a Countdown, the equation). The gold
-answer lives only in :class:`Example`, beside the problem, so code that holds a ``Problem`` cannot
-reach it.
+A task generates (or reads) :class:`~urlvr.types.Example`\ s: a :class:`~urlvr.types.Problem` (what a
+label-free reward may see) and, beside it, the gold answer. It says how answers are read and compared
+through :meth:`Task.rules`, an :class:`~urlvr.types.AnswerRules` of plain functions that hold no task
+object and no gold answer: that is what groups carry to label-free rewards. The gold check
+(:meth:`Task.check`, batched :meth:`Task.check_many`) stays with the task, for the gold reward and the
+oracle metrics only.
 
 Answer convention, shared by every task: the answer is the content of the **last** ``\\boxed{...}``
-in the completion (braces may nest). A completion without one has no answer (``None``).
-
->>> extract_boxed("so \\\\boxed{12} then \\\\boxed{4{2}}")
-'4{2}'
->>> extract_boxed("no answer") is None
-True
+in the completion (:func:`urlvr.answers.extract_boxed`).
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
+from urlvr.answers import boxed, extract_boxed, strip_spaces
 from urlvr.errors import UrlvrError
+from urlvr.seeds import rng as seeded_rng
+from urlvr.types import AnswerRules, Example, Problem
 
 __all__ = [
-    "Problem", "Example", "Task", "SPLITS", "register_task", "get_task", "task_names", "extract_boxed",
-    "boxed",
+    "Problem", "Example", "Task", "SPLITS", "register_task", "get_task", "get_task_class", "task_names",
+    "extract_boxed", "boxed",
 ]
 
 SPLITS = ("train", "validation", "test")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A problem without its answer: all a label-free reward or verifier may read."""
-
-    id: str
-    """Stable identifier, unique within a task and split."""
-    question: str
-    """The question text, before any prompt template."""
-    kind: str = ""
-    """Problem type, for per-type reports (e.g. ``add/carry``)."""
-    data: dict[str, Any] = field(default_factory=dict)
-    """Public structured data for verifiers (e.g. ``{"numbers": [...], "target": 24}``)."""
-
-
-@dataclass(frozen=True)
-class Example:
-    """A problem and, when labelled, its gold answer (only gold rewards and oracle metrics read it)."""
-
-    problem: Problem
-    answer: str | None = None
-
-
-def boxed(answer: str) -> str:
-    r"""The completion text that states ``answer`` in the shared convention: ``\boxed{answer}``."""
-    return "\\boxed{" + answer + "}"
-
-
-def extract_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (nested braces allowed), stripped; None if absent/unclosed."""
-    start = text.rfind("\\boxed{")
-    while start != -1:
-        i, depth = start + len("\\boxed{"), 1
-        j = i
-        while j < len(text) and depth:
-            if text[j] == "{":
-                depth += 1
-            elif text[j] == "}":
-                depth -= 1
-            j += 1
-        if depth == 0:
-            return text[i : j - 1].strip()
-        start = text.rfind("\\boxed{", 0, start)
-    return None
 
 
 class Task:
@@ -94,7 +48,7 @@ class Task:
             raise UrlvrError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
         if n < 1:
             raise UrlvrError(f"number of problems must be >= 1, got {n}")
-        return self.generate(split, n, random.Random(f"{self.name}/{split}/{seed}"))
+        return self.generate(split, n, seeded_rng(self.name, split, seed))
 
     def generate(self, split: str, n: int, rng: random.Random) -> list[Example]:
         raise NotImplementedError
@@ -104,24 +58,37 @@ class Task:
         """The text fed to the model."""
         return self.template.format(question=problem.question)
 
+    def answer_functions(self) -> dict[str, Callable]:
+        """``extract``, ``canonical`` and ``verify`` as module-level functions (or partials of them over
+        option values): never bound methods of the task, which may hold gold answers. Subclasses
+        override this; the default is the last ``\\boxed{}``, whitespace-free keys, no verifier."""
+        return {"extract": extract_boxed, "canonical": strip_spaces, "verify": None}
+
+    def rules(self, equivalence: str = "canonical", math: Callable | None = None) -> AnswerRules:
+        """The answer rules a label-free group carries (no task object, no gold)."""
+        return AnswerRules(**self.answer_functions(), equivalence=equivalence, math=math)
+
     def extract(self, completion: str) -> str | None:
         """The answer stated in a completion, or None (malformed or no answer)."""
-        return extract_boxed(completion)
+        return self.answer_functions()["extract"](completion)
 
     def canonical(self, answer: str) -> str:
-        """Voting key: equal keys mean the same answer (whitespace-insensitive by default)."""
-        return "".join(answer.split())
+        """Voting key: equal keys mean the same answer."""
+        return self.answer_functions()["canonical"](answer)
+
+    def verify(self, problem: Problem, answer: str | None) -> bool | None:
+        """Label-free programmatic check of ``answer`` against the *problem*; None when the task has none."""
+        fn = self.answer_functions()["verify"]
+        return None if fn is None else fn(problem, answer)
 
     def check(self, answer: str | None, gold: str) -> bool:
         """Gold check (supervised control and oracle metrics only)."""
         return answer is not None and self.canonical(answer) == self.canonical(gold)
 
-    def verify(self, problem: Problem, answer: str | None) -> bool | None:
-        """Label-free programmatic check of ``answer`` against the *problem* (never a stored answer).
-
-        Returns None when the task has no such check.
-        """
-        return None
+    def check_many(self, answers: Sequence[str | None], golds: Sequence[str | None], grader: Any = None) -> list[bool]:
+        """:meth:`check` for every ``(answer, gold)`` pair (a missing gold is False); tasks graded by
+        math-verify send the whole batch to ``grader`` in one call."""
+        return [bool(g is not None and self.check(a, g)) for a, g in zip(answers, golds)]
 
     # ---- what the testbed pretrains on ---------------------------------------------------------
     def target(self, example: Example) -> str:
@@ -166,10 +133,15 @@ def task_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def get_task_class(name: str) -> Callable[..., Task]:
+    """The registered task class called ``name``."""
+    if name not in _REGISTRY:
+        raise UrlvrError(f"unknown task {name!r}; choose one of: {', '.join(task_names())}")
+    return _REGISTRY[name]
+
+
 def get_task(name: str, **options: Any) -> Task:
     """Build a registered task; unknown names or options raise one clear UrlvrError."""
-    import urlvr.tasks  # noqa: F401  (registers the built-in tasks)
-
     if name not in _REGISTRY:
         raise UrlvrError(f"unknown task {name!r}; choose one of: {', '.join(task_names())}")
     try:

@@ -23,7 +23,7 @@ valid expression, exactly as :meth:`~CountdownTask.verify` does: gold-correctnes
 
 Splits: by a stable hash of the question (80/10/10 %), drawn without repeats; kind = ``n3``/``n4``.
 
-Voting key (:meth:`~CountdownTask.canonical`): the normalised expression text without whitespace
+Voting key (:func:`expression_key`): the normalised expression text without whitespace
 (``3*8`` and ``8*3`` are different votes). No systematic error is defined (None).
 
 >>> task = CountdownTask()
@@ -45,10 +45,11 @@ from fractions import Fraction
 from typing import Iterator
 
 from urlvr.errors import UrlvrError
+from urlvr.answers import extract_boxed
 from urlvr.tasks.arithmetic import split_of
 from urlvr.tasks.base import Example, Problem, Task, register_task
 
-__all__ = ["CountdownTask", "evaluate", "reachable"]
+__all__ = ["CountdownTask", "evaluate", "reachable", "expression_key", "reaches_target"]
 
 _MAX_CHARS = 200
 _INTEGER = re.compile(r"[0-9]{1,20}")
@@ -164,6 +165,20 @@ def _results(a: int, ea, b: int, eb, division: bool) -> Iterator[tuple[int, tupl
         yield a // b, _join(ea, "/", eb)
 
 
+def expression_key(answer: str) -> str:
+    """Voting key: the expression text with aliases (``\\times``) replaced and whitespace removed."""
+    return "".join(_normalise(answer).split())
+
+
+def reaches_target(problem: Problem, answer: str | None, division: bool = False) -> bool:
+    """The verifier: a valid expression, each number used at most as often as given, exact value = target."""
+    result = evaluate(answer, division)
+    if result is None:
+        return False
+    value, used = result
+    return value == problem.data["target"] and not used - Counter(problem.data["numbers"])
+
+
 @register_task("countdown")
 class CountdownTask(Task):
     """Reach a target from numbers, ``24 from 3 5 8`` -> ``3*8``, checked by evaluation; see the module."""
@@ -209,17 +224,9 @@ class CountdownTask(Task):
         return out
 
     # ---- answers ------------------------------------------------------------------------------
-    def canonical(self, answer: str) -> str:
-        """The expression text with aliases (``\\times``) replaced and whitespace removed."""
-        return "".join(_normalise(answer).split())
-
-    def verify(self, problem: Problem, answer: str | None) -> bool:
-        """Valid expression, each number used at most as often as given, exact value = target."""
-        result = evaluate(answer, self.division)
-        if result is None:
-            return False
-        value, used = result
-        return value == problem.data["target"] and not used - Counter(problem.data["numbers"])
+    def answer_functions(self) -> dict:
+        return {"extract": extract_boxed, "canonical": expression_key,
+                "verify": functools.partial(reaches_target, division=self.division)}
 
     def check(self, answer: str | None, gold: str) -> bool:
         """Any valid expression for the problem the gold expression solves (it uses every number)."""

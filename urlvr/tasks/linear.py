@@ -27,10 +27,11 @@ import re
 from fractions import Fraction
 
 from urlvr.errors import UrlvrError
+from urlvr.answers import extract_boxed
 from urlvr.tasks.arithmetic import split_of
 from urlvr.tasks.base import Example, Problem, Task, register_task
 
-__all__ = ["LinearTask", "parse_number"]
+__all__ = ["LinearTask", "parse_number", "number_key", "substitute_root"]
 
 _FRAC = re.compile(r"([+-]?)\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:/[0-9]+)?")
@@ -54,6 +55,19 @@ def parse_number(answer: str | None) -> Fraction | None:
     if den and int(den) == 0:
         return None
     return Fraction(num) / (Fraction(den) if den else 1)
+
+
+def number_key(answer: str) -> str:
+    """Voting key: a parsable number's reduced form (``6/4`` -> ``3/2``, ``x=5`` -> ``5``); else the text."""
+    value = parse_number(answer)
+    return str(value) if value is not None else "".join(answer.split())
+
+
+def substitute_root(problem: Problem, answer: str | None) -> bool:
+    """The verifier: substitute the proposed root, ``a x + b == c`` exactly; unparsable -> False."""
+    x = parse_number(answer)
+    d = problem.data
+    return x is not None and d["a"] * x + d["b"] == d["c"]
 
 
 @register_task("linear")
@@ -106,21 +120,13 @@ class LinearTask(Task):
         return self._pools[split]
 
     # ---- answers ------------------------------------------------------------------------------
-    def canonical(self, answer: str) -> str:
-        """A parsable number's reduced form (``6/4`` -> ``3/2``, ``x=5`` -> ``5``); else the text."""
-        value = parse_number(answer)
-        return str(value) if value is not None else "".join(answer.split())
+    def answer_functions(self) -> dict:
+        return {"extract": extract_boxed, "canonical": number_key, "verify": substitute_root}
 
     def check(self, answer: str | None, gold: str) -> bool:
         """Numeric equality with the gold root."""
         value = parse_number(answer)
         return value is not None and value == parse_number(gold)
-
-    def verify(self, problem: Problem, answer: str | None) -> bool:
-        """Substitute the proposed root: ``a x + b == c`` exactly; unparsable -> False."""
-        x = parse_number(answer)
-        d = problem.data
-        return x is not None and d["a"] * x + d["b"] == d["c"]
 
     def systematic_error(self, example: Example) -> str | None:
         """Sign error moving ``b``: ``(c + b) / a`` when that is an integer, else None."""

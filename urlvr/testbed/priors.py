@@ -19,69 +19,22 @@ cached by their full settings: building the same spec twice is instant.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import random
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from urlvr.config import PRIORS, PriorConfig
 from urlvr.errors import UrlvrError
-from urlvr.files import write_json
+from urlvr.io import atomic_folder, write_json
 
-__all__ = ["PriorSpec", "PRIORS", "build_prior", "prior_card", "cache_dir", "format_card", "resolve_model", "parse_model"]
-
-PRIORS = ("aligned", "weak", "misaligned")
-TESTBED_VERSION = 1
-"""Bumped whenever pretraining changes, so stale cached models are rebuilt."""
-
-
-@dataclass(frozen=True)
-class PriorSpec:
-    """Everything that determines a testbed base model (the cache key)."""
-
-    prior: str = "aligned"
-    """One of aligned, weak, misaligned."""
-    task: str = "arithmetic"
-    task_options: dict[str, Any] = field(default_factory=dict)
-    size: str = "small"
-    """Model size: tiny, small or base (urlvr.testbed.models.MODEL_SIZES)."""
-    p_correct: float = 0.6
-    """Share of gold answers in the targets (aligned; misaligned outside its wrong-rule problems)."""
-    wrong_rate: float = 0.75
-    """Misaligned: share of wrong-rule answers on the problems the rule applies to."""
-    steps: int = 1000
-    """Pretraining steps (aligned, misaligned)."""
-    weak_steps: int = 150
-    """Pretraining steps of the weak prior."""
-    batch_size: int = 128
-    lr: float = 3e-3
-    seed: int = 0
-    card_problems: int = 200
-    """Validation problems the prior card is measured on."""
-
-    def validate(self) -> None:
-        if self.prior not in PRIORS:
-            raise UrlvrError(f"unknown prior {self.prior!r}; choose one of: {', '.join(PRIORS)}")
-        for name in ("p_correct", "wrong_rate"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise UrlvrError(f"{name} must be in [0, 1], got {v}")
-        for name in ("steps", "weak_steps", "batch_size", "card_problems"):
-            if getattr(self, name) < 1:
-                raise UrlvrError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise UrlvrError(f"lr must be > 0, got {self.lr}")
-
-    def key(self) -> str:
-        blob = json.dumps({"v": TESTBED_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
-        return f"{self.task}-{self.prior}-{self.size}-" + hashlib.sha256(blob.encode()).hexdigest()[:10]
+__all__ = ["PriorConfig", "PRIORS", "build_prior", "prior_card", "cache_dir", "format_card", "parse_model"]
 
 
 def cache_dir() -> Path:
@@ -89,7 +42,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("URLVR_CACHE", Path.home() / ".cache" / "urlvr")) / "testbed"
 
 
-def _targets(task, examples, spec: PriorSpec, rng: random.Random) -> list[str]:
+def _targets(task, examples, spec: PriorConfig, rng: random.Random) -> list[str]:
     """One training completion per example, drawn from the prior's answer distribution."""
     out = []
     for ex in examples:
@@ -125,7 +78,7 @@ def _batch(tokenizer, prompts: list[str], targets: list[str]):
     return ids, att, lab
 
 
-def pretrain(spec: PriorSpec, progress: Callable[[int, int, float], None] | None = None):
+def pretrain(spec: PriorConfig, progress: Callable[[int, int, float], None] | None = None):
     """Train a fresh model per ``spec``; returns (model, tokenizer, final loss)."""
     from urlvr.tasks import get_task
     from urlvr.testbed.models import build_model
@@ -238,12 +191,10 @@ def format_card(card: dict, title: str = "") -> str:
     return "\n".join(lines)
 
 
-def build_prior(spec: PriorSpec, force: bool = False, progress=None) -> tuple[Path, dict, bool]:
+def build_prior(spec: PriorConfig, force: bool = False, progress=None) -> tuple[Path, dict, bool]:
     """Build (or reuse) the model of ``spec``; returns (folder, prior card, reused?)."""
-    from urlvr.loading import save_model
     from urlvr.tasks import get_task
 
-    spec.validate()
     task = get_task(spec.task, **spec.task_options)
     out = cache_dir() / spec.key()
     if not force and (out / "prior_card.json").is_file():
@@ -253,13 +204,15 @@ def build_prior(spec: PriorSpec, force: bool = False, progress=None) -> tuple[Pa
     card = prior_card(model, tok, task, spec.card_problems, seed=spec.seed)
     card.update(spec=dataclasses.asdict(spec), final_loss=round(loss, 4), build_seconds=round(time.time() - t0, 1),
                 parameters=sum(p.numel() for p in model.parameters()))
-    save_model(model, tok, out)
-    write_json(out / "prior_card.json", card)  # written last: its presence marks a complete build
+    with atomic_folder(out) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        write_json(tmp / "prior_card.json", card)  # its presence marks a complete build
     return out, card, False
 
 
 def parse_model(name: str, task: str, task_options: dict | None = None):
-    """The :class:`PriorSpec` of ``testbed:PRIOR[:TASK[:SIZE]][?KEY=VALUE&...]``; None for anything else."""
+    """The :class:`PriorConfig` of ``testbed:PRIOR[:TASK[:SIZE]][?KEY=VALUE&...]``; None for anything else."""
     import yaml
 
     if not name.startswith("testbed:"):
@@ -272,22 +225,11 @@ def parse_model(name: str, task: str, task_options: dict | None = None):
     kw.setdefault("task", task)
     if kw["task"] == task:
         kw["task_options"] = dict(task_options or {})
-    knobs = [f.name for f in dataclasses.fields(PriorSpec) if f.name not in ("prior", "task", "task_options", "size")]
+    knobs = [f.name for f in dataclasses.fields(PriorConfig) if f.name not in ("prior", "task", "task_options", "size")]
     for item in filter(None, query.split("&")):
         key, eq, raw = item.partition("=")
         if not eq or key not in knobs:
             raise UrlvrError(f"bad testbed knob {item!r} in {name!r}; write key=value with key one of: "
                              f"{', '.join(knobs)}")
         kw[key] = yaml.safe_load(raw)
-    spec = PriorSpec(**kw)
-    spec.validate()
-    return spec
-
-
-def resolve_model(name: str, task: str = "arithmetic", task_options: dict | None = None) -> str:
-    """A model folder for ``name``: a testbed prior (built and cached on first use) or the path itself."""
-    spec = parse_model(name, task, task_options)
-    if spec is None:
-        return name
-    path, _, _ = build_prior(spec)
-    return str(path)
+    return PriorConfig(**kw)

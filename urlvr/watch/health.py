@@ -20,7 +20,7 @@ scans this module's imports). Every quantity is a small function, tested on hand
 
 The KL to the initial policy (``policy/kl_initial``) needs the reference model and is logged by the
 trainer; the slope of the entropy over a window is stateful and logged by the collapse detector
-(``diag/entropy_slope``, :mod:`urlvr.diagnostics`).
+(``diag/entropy_slope``, :mod:`urlvr.watch.detector`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from typing import Sequence
 
 import torch
 
+from urlvr.advantages import semantic_entropy as cluster_entropy
 from urlvr.advantages import zero_std_fraction
-from urlvr.rewards.base import Completion, Group
-from urlvr.rewards.voting import cluster_entropy, cluster_ids, majority
+from urlvr.answers import majority
+from urlvr.types import Completion, Group
 
 __all__ = ["group_clusters", "majority_ratio", "cluster_entropy", "distinct_answers", "token_mean",
            "repetition_rate", "truncation_rate", "health_metrics"]
@@ -40,7 +41,7 @@ __all__ = ["group_clusters", "majority_ratio", "cluster_entropy", "distinct_answ
 
 def group_clusters(groups: Sequence[Group]) -> list[list[int | None]]:
     """Answer-cluster ids of every group (the group's own equivalence)."""
-    return [cluster_ids(g.answers, g.equivalence, g.canonical) for g in groups]
+    return [g.cluster_ids() for g in groups]
 
 
 def majority_ratio(ids: Sequence[int | None]) -> float:

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import torch
 
-from urlvr.rewards.voting import majority
+from urlvr.answers import majority
 
 __all__ = ["oracle_metrics", "point_biserial", "label_accuracy", "reward_accuracy", "pseudo_label_accuracy"]
 

@@ -10,8 +10,8 @@ ignored (``examples(split, n)`` is the first ``n`` rows; ``limit`` caps the file
 
 Graders (``grader`` option):
 
-- ``math``: the last ``\boxed{}``; gold check = math-verify equivalence
-  (:func:`urlvr.grading.default_grader`); voting key = :func:`urlvr.grading.canonical_answer`.
+- ``math``: the last ``\boxed{}``; gold check = math-verify equivalence (a
+  :class:`urlvr.grading.Grader`, batched per step); voting key = :func:`urlvr.grading.canonical_answer`.
 - ``choice``: a letter A-J, from the last ``\boxed{}`` (``C``, ``(C)``, ``\text{C}``, ``C. text``) or,
   without a box, from the last ``answer is (C)`` / ``Answer: C``; compared as letters.
 - ``exact``: the last ``\boxed{}``, compared as text without whitespace.
@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from urlvr.errors import UrlvrError
-from urlvr.files import read_json, read_jsonl
-from urlvr.grading import canonical_answer, default_grader
-from urlvr.tasks.base import Example, Problem, Task, extract_boxed, register_task
+from urlvr.answers import extract_boxed, strip_spaces
+from urlvr.grading import canonical_answer, shared_grader
+from urlvr.io import read_json, read_jsonl
+from urlvr.tasks.base import Example, Problem, Task, register_task
 
-__all__ = ["FileTask", "choice_letter", "GRADERS"]
+__all__ = ["FileTask", "choice_letter", "choice_key", "GRADERS"]
 
 GRADERS = ("math", "choice", "exact")
 MATH_TEMPLATE = "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}.\n"
@@ -64,6 +65,11 @@ def choice_letter(text: str | None) -> str | None:
         return m[1] if m else None
     hits = _ANSWER_IS.findall(text)
     return hits[-1] if hits else None
+
+
+def choice_key(answer: str) -> str:
+    """Voting key of a multiple-choice answer: its letter, else the text without whitespace."""
+    return choice_letter(f"\\boxed{{{answer}}}") or "".join(answer.split())
 
 
 @register_task("jsonl")
@@ -128,25 +134,27 @@ class FileTask(Task):
         return str(value)
 
     # ---- answers ------------------------------------------------------------------------------
-    def extract(self, completion: str) -> str | None:
+    def answer_functions(self) -> dict:
         if self.grader == "choice":
-            return choice_letter(completion)
-        return extract_boxed(completion)
-
-    def canonical(self, answer: str) -> str:
-        if self.grader == "choice":
-            return choice_letter(f"\\boxed{{{answer}}}") or "".join(answer.split())
-        if self.grader == "math":
-            return canonical_answer(answer)
-        return "".join(answer.split())
+            return {"extract": choice_letter, "canonical": choice_key, "verify": None}
+        return {"extract": extract_boxed, "canonical": canonical_answer if self.grader == "math" else strip_spaces,
+                "verify": None}
 
     def check(self, answer: str | None, gold: str) -> bool:
         """Gold check by the chosen grader (math-verify for ``math``)."""
-        if answer is None:
-            return False
-        if self.grader == "math":
-            return default_grader().equivalent(gold, answer)
-        return self.canonical(answer) == self.canonical(gold)
+        return self.check_many([answer], [gold])[0]
+
+    def check_many(self, answers, golds, grader=None) -> list[bool]:
+        """Gold checks of a batch; ``math``: one batched call to ``grader`` (default: the shared one)."""
+        if self.grader != "math":
+            return [g is not None and a is not None and self.canonical(a) == self.canonical(g)
+                    for a, g in zip(answers, golds)]
+        grader = grader or shared_grader()
+        todo = [i for i, (a, g) in enumerate(zip(answers, golds)) if a is not None and g is not None]
+        out = [False] * len(answers)
+        for i, ok in zip(todo, grader.equivalent_many([(golds[i], answers[i]) for i in todo])):
+            out[i] = bool(ok)
+        return out
 
     def near_miss(self, example: Example, rng: random.Random) -> str:
         if self.grader == "choice":

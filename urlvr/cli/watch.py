@@ -1,6 +1,6 @@
 """``urlvr collapse-step`` and ``urlvr rank``: the Model Collapse Step and ranking models by it.
 
-A thin layer over :mod:`urlvr.collapse`; ``register(subparsers)`` is called by :mod:`urlvr.cli`.
+A thin layer over :mod:`urlvr.watch.collapse` and :mod:`urlvr.watch.rank`.
 
     urlvr collapse-step testbed:misaligned --max-steps 300
     urlvr rank testbed:aligned?p_correct=0.8 testbed:weak --gt-steps 40 --passk 32
@@ -8,57 +8,50 @@ A thin layer over :mod:`urlvr.collapse`; ``register(subparsers)`` is called by :
 
 from __future__ import annotations
 
+import argparse
 import json
 
+from urlvr.cli.train import parse_options
+from urlvr.config import GainConfig, MCSConfig
 from urlvr.errors import UrlvrError
 
-__all__ = ["register"]
+__all__ = ["add_collapse_step", "run_collapse_step", "add_rank", "run_rank"]
 
 
 def _task(args) -> tuple[str, dict]:
     """The task and its options: the testbed demo's (2-digit addition) unless --task is given."""
-    from urlvr.cli import _parse_options
-    from urlvr.demo import DEMO_SETTINGS
+    from urlvr.experiments.demo import DEMO_SETTINGS
 
     if args.task is None:
         if args.option:
             raise UrlvrError("--option needs --task (the default task is the demo's: arithmetic, digits=2, ops=+)")
         return DEMO_SETTINGS["task"], dict(DEMO_SETTINGS["task_options"])
-    return args.task, _parse_options(args.option)
+    return args.task, parse_options(args.option)
 
 
-def _mcs_settings(args):
-    from urlvr.collapse import MCSSettings
-
-    return MCSSettings(prompts_per_step=args.prompts_per_step, n=args.n, lr=args.lr, max_steps=args.max_steps,
-                       window=args.window, threshold=args.threshold, label_free_window=args.label_free_window,
-                       until=args.until, train_problems=args.train_problems, max_new_tokens=args.max_new_tokens,
-                       temperature=args.temperature, seed=args.seed, device=args.device).validate()
+def _mcs_settings(args) -> MCSConfig:
+    return MCSConfig(prompts_per_step=args.prompts_per_step, n=args.n, lr=args.lr, max_steps=args.max_steps,
+                     window=args.window, threshold=args.threshold, label_free_window=args.label_free_window,
+                     until=args.until, train_problems=args.train_problems, max_new_tokens=args.max_new_tokens,
+                     temperature=args.temperature, seed=args.seed, device=args.device)
 
 
-def _bar(args, total: int, desc: str):
-    from urlvr.console import ProgressBar
-
-    return ProgressBar(total, desc=desc, enabled=not args.quiet)
-
-
-def cmd_collapse_step(args) -> int:
-    from urlvr.collapse import model_collapse_step
+def run_collapse_step(args) -> int:
+    from urlvr.console import Bar
+    from urlvr.watch.collapse import model_collapse_step
 
     task, options = _task(args)
     s = _mcs_settings(args)
-    bar = _bar(args, s.max_steps, "collapse-step")
-    try:
-        result = model_collapse_step(args.model, task, options, s, args.out_dir, on_step=bar.update)
-    finally:
-        bar.close()
+    with Bar(s.max_steps, "collapse-step", unit="step", enabled=not args.quiet) as bar:
+        result = model_collapse_step(args.model, task, options, s, args.out_dir,
+                                     on_step=lambda metrics: bar.update(metrics=metrics))
     print(json.dumps(result, indent=2))
     return 0
 
 
-def cmd_rank(args) -> int:
-    from urlvr.collapse import GainSettings, format_ranking, rank_models
+def run_rank(args) -> int:
     from urlvr.console import echo
+    from urlvr.watch.rank import format_ranking, rank_models
 
     task, options = _task(args)
     models = list(args.models)
@@ -66,24 +59,28 @@ def cmd_rank(args) -> int:
         import yaml
         from pathlib import Path
 
-        listed = yaml.safe_load(Path(args.models_file).read_text(encoding="utf-8")) or []
+        path = Path(args.models_file)
+        if not path.is_file():
+            raise UrlvrError(f"{path}: file not found; give a YAML list of model names")
+        try:
+            listed = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+        except (yaml.YAMLError, UnicodeDecodeError):
+            listed = None
         if not isinstance(listed, list) or not all(isinstance(m, str) for m in listed):
-            raise UrlvrError(f"{args.models_file}: expected a YAML list of model names")
+            raise UrlvrError(f"{path}: expected a YAML list of model names")
         models += listed
-    gain = GainSettings(steps=args.gt_steps, lr=args.gt_lr, train_problems=args.train_problems,
-                        eval_problems=args.eval_problems, eval_k=args.eval_k, passk=args.passk,
-                        max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
-                        device=args.device)
+    gain = GainConfig(steps=args.gt_steps, lr=args.gt_lr, train_problems=args.train_problems,
+                      eval_problems=args.eval_problems, eval_k=args.eval_k, passk=args.passk,
+                      max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
+                      device=args.device)
     result = rank_models(models, task, options, _mcs_settings(args), gain, with_gt=args.gt_steps > 0,
                          seeds=args.seeds, out_dir=args.out_dir, on_event=None if args.quiet else echo)
     print(format_ranking(result))
     return 0
 
 
-def _common(p) -> None:
-    from urlvr.collapse import MCSSettings
-
-    d = MCSSettings()
+def _common(p: argparse.ArgumentParser) -> None:
+    d = MCSConfig()
     p.add_argument("--task", default=None, help="registered task (default: the demo's, arithmetic digits=2 ops=+)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="task option, e.g. digits=2 (with --task)")
     p.add_argument("--prompts-per-step", type=int, default=d.prompts_per_step, help="prompts per MCS step (paper: 1)")
@@ -103,21 +100,17 @@ def _common(p) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
-def register(subparsers) -> None:
-    from urlvr.collapse import GainSettings
-
-    c = subparsers.add_parser("collapse-step", help="Model Collapse Step: steps of aggressive majority-vote URLVR "
-                              "until reward accuracy falls below 1%%")
+def add_collapse_step(c: argparse.ArgumentParser) -> None:
     c.add_argument("model", help="local model folder or testbed:PRIOR[:TASK[:SIZE]][?key=value&...]")
     c.add_argument("--out-dir", default=None, help="where curve.json and curve.png go (default runs/collapse/MODEL)")
     _common(c)
-    c.set_defaults(fn=cmd_collapse_step)
 
-    r = subparsers.add_parser("rank", help="rank models by MCS, GT Gain and pass@k gain, with rank correlations")
+
+def add_rank(r: argparse.ArgumentParser) -> None:
     r.add_argument("models", nargs="*", help="models (folders or testbed:PRIOR?knob=value ...)")
     r.add_argument("--models-file", help="YAML list of further model names")
     r.add_argument("--seeds", type=int, default=1, help="MCS runs per model (seed, seed+1, ...); the mean is ranked")
-    g = GainSettings()
+    g = GainConfig()
     r.add_argument("--gt-steps", type=int, default=g.steps, help="gold-reward steps of GT Gain (0 = skip GT Gain)")
     r.add_argument("--gt-lr", type=float, default=g.lr, help="learning rate of the GT Gain run")
     r.add_argument("--eval-problems", type=int, default=g.eval_problems, help="validation problems for GT Gain, pass@k")
@@ -125,4 +118,3 @@ def register(subparsers) -> None:
     r.add_argument("--passk", type=int, default=g.passk, help="k of pass@k gain (0 = skip)")
     r.add_argument("--out-dir", default="runs/rank")
     _common(r)
-    r.set_defaults(fn=cmd_rank)

@@ -9,12 +9,15 @@ and degrades the misaligned one (it sharpens the prior, right or wrong); gold im
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
-from urlvr.config import config_from_dict
-from urlvr.console import echo
-from urlvr.files import write_json, write_text
+from urlvr.config import PriorConfig, TrainConfig
+from urlvr.io import write_json, write_text
+from urlvr.testbed.priors import build_prior, format_card
+from urlvr.trainer import train
 
 __all__ = ["run_demo", "DEMO_SETTINGS"]
 
@@ -26,21 +29,22 @@ DEMO_SETTINGS = dict(
 """Settings shared by all four runs (only the model and the reward differ)."""
 
 
-def run_demo(out_dir: str = "runs/demo", steps: int | None = None, quiet: bool = False) -> str:
-    from urlvr.testbed.priors import PriorSpec, build_prior, format_card
-    from urlvr.trainer import train
+def run_demo(out_dir: str = "runs/demo", steps: int | None = None, progress: bool = True,
+             say: Callable[[str], None] | None = None) -> str:
+    """Build (or reuse) the two base models, train the four runs, write ``summary.md``; returns its text.
 
+    ``say(line)`` receives the progress lines (the command prints them); ``progress`` draws step bars.
+    """
+    say = say or (lambda line: None)
     out = Path(out_dir)
     t0 = time.time()
     models = {}
     for prior in ("aligned", "misaligned"):
-        spec = PriorSpec(prior=prior, task=DEMO_SETTINGS["task"], task_options=DEMO_SETTINGS["task_options"])
-        if not quiet:
-            echo(f"[demo] base model with the {prior} prior ...")
+        spec = PriorConfig(prior=prior, task=DEMO_SETTINGS["task"], task_options=DEMO_SETTINGS["task_options"])
+        say(f"[demo] base model with the {prior} prior ...")
         path, card, reused = build_prior(spec)
         models[prior] = (str(path), card)
-        if not quiet:
-            echo(format_card(card, f"{prior} prior ({'cached' if reused else 'built'}): {path}"))
+        say(format_card(card, f"{prior} prior ({'cached' if reused else 'built'}): {path}"))
     rows = []
     for prior, (path, card) in models.items():
         for reward in ("majority_vote", "gold"):
@@ -48,11 +52,10 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, quiet: bool =
             settings = dict(DEMO_SETTINGS, model=path, reward=reward, out_dir=str(run_dir))
             if steps is not None:
                 settings["steps"] = steps
-            cfg = config_from_dict(settings)
-            if not quiet:
-                echo(f"[demo] {prior} prior + {reward} ...")
-            _clear(run_dir)
-            summary = train(cfg, progress=not quiet)
+            cfg = TrainConfig.from_dict(settings)
+            say(f"[demo] {prior} prior + {reward} ...")
+            shutil.rmtree(run_dir, ignore_errors=True)  # the demo's own folders: rerunning replaces them
+            summary = train(cfg, progress=progress)
             rows.append((prior, reward, summary))
     table = _table(rows, DEMO_SETTINGS["val_k"])
     verdict = _verdict(rows)
@@ -62,15 +65,7 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, quiet: bool =
             f"Settings: {DEMO_SETTINGS}\nTotal time: {time.time() - t0:.0f} s\n")
     write_text(out / "summary.md", text)
     write_json(out / "summary.json", {"runs": [{"prior": p, "reward": r, **s} for p, r, s in rows]})
-    print(text)
     return text
-
-
-def _clear(run_dir: Path) -> None:
-    import shutil
-
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
 
 
 def _fmt(x) -> str:

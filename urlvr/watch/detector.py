@@ -29,7 +29,7 @@ the window), ``diag/entropy_ratio`` and ``diag/length_ratio`` (smoothed value ov
 ``diag/collapse_best_step``. Baselines are the means of the first ``window`` steps.
 
 This is urlvr's own label-free criterion, not the paper's Model Collapse Step, which needs labels
-(:mod:`urlvr.collapse`). Like every label-free signal it cannot tell sharpening a right answer from
+(:mod:`urlvr.watch.collapse`). Like every label-free signal it cannot tell sharpening a right answer from
 sharpening a wrong one: on a confidently wrong prior it fires only once the drift shows, after the
 true peak (see docs/diagnostics.md for measured leads).
 
@@ -43,7 +43,7 @@ true peak (see docs/diagnostics.md for measured leads).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from urlvr.errors import UrlvrError
@@ -156,8 +156,8 @@ class CollapseDetector:
         return out
 
     def state_dict(self) -> dict:
-        return asdict(self)
+        """What the detector has seen (not its settings: those come from the run's config)."""
+        return {"state": self.state}
 
     def load_state_dict(self, d: dict) -> None:
-        for k, v in d.items():
-            setattr(self, k, v)
+        self.state = d["state"]

@@ -1,7 +1,8 @@
-"""Atomic file writes and JSON/JSONL reading with line-numbered errors.
+"""Atomic file and folder writes, and JSON/JSONL reading with line-numbered errors.
 
 Every file urlvr writes goes through :func:`atomic_write` (write to a temp file in the same folder,
-fsync, rename), so a crash or ``kill -9`` never leaves a half-written file behind.
+fsync, rename), and every folder (a model, a checkpoint) through :func:`atomic_folder`, so a crash or
+``kill -9`` never leaves a half-written file or folder behind.
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from urlvr.errors import UrlvrError
 
-__all__ = ["atomic_write", "write_text", "write_json", "append_jsonl", "read_jsonl", "read_json"]
+__all__ = ["atomic_write", "atomic_folder", "write_text", "write_json", "append_jsonl", "read_jsonl", "read_json"]
 
 
 @contextlib.contextmanager
@@ -33,6 +35,32 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp folder beside ``path``; on success it replaces ``path`` (an existing one is removed).
+
+    >>> import tempfile
+    >>> with atomic_folder(Path(tempfile.mkdtemp()) / "model") as tmp:
+    ...     _ = (tmp / "config.json").write_text("{}")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".old-{path.name}.{os.getpid()}")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

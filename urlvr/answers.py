@@ -1,0 +1,85 @@
+r"""Answers: the shared ``\boxed{}`` convention, voting keys, answer clusters and majority votes.
+
+Answer convention, shared by every task: the answer is the content of the **last** ``\boxed{...}``
+in the completion (braces may nest). A completion without one has no answer (``None``).
+
+Two equivalences group answers into clusters: ``canonical`` (equal task keys, fast and exact) and
+``math`` (math-verify equivalence classes, decided in worker processes by :mod:`urlvr.grading`; the
+caller passes the clustering function). Everything here is a pure function of answer strings: no
+gold answer is ever an input.
+
+>>> extract_boxed("so \\boxed{12} then \\boxed{4{2}}")
+'4{2}'
+>>> extract_boxed("no answer") is None
+True
+>>> cluster_by_key(["4", " 4", "5", None])
+[0, 0, 1, None]
+>>> majority([0, 0, 1, None], empty="drop")
+(0, 2)
+>>> majority([None, None, 1], empty="candidate")
+(None, 2)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable, Sequence
+
+from urlvr.errors import UrlvrError
+
+__all__ = ["EQUIVALENCES", "EMPTY_RULES", "boxed", "extract_boxed", "strip_spaces", "cluster_by_key", "majority"]
+
+EQUIVALENCES = ("canonical", "math")
+"""How answers are compared when voting: the task's key, or math-verify classes."""
+EMPTY_RULES = ("candidate", "drop")
+
+
+def boxed(answer: str) -> str:
+    r"""The completion text that states ``answer`` in the shared convention: ``\boxed{answer}``."""
+    return "\\boxed{" + answer + "}"
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (nested braces allowed), stripped; None if absent/unclosed."""
+    start = text.rfind("\\boxed{")
+    while start != -1:
+        i, depth = start + len("\\boxed{"), 1
+        j = i
+        while j < len(text) and depth:
+            if text[j] == "{":
+                depth += 1
+            elif text[j] == "}":
+                depth -= 1
+            j += 1
+        if depth == 0:
+            return text[i : j - 1].strip()
+        start = text.rfind("\\boxed{", 0, start)
+    return None
+
+
+def strip_spaces(answer: str) -> str:
+    """The default voting key: the answer without whitespace."""
+    return "".join(answer.split())
+
+
+def cluster_by_key(answers: Sequence[str | None], key: Callable[[str], str] = strip_spaces) -> list[int | None]:
+    """A cluster id per answer (equal keys share one), numbered by first occurrence; None stays None."""
+    ids: dict[str, int] = {}
+    return [None if a is None else ids.setdefault(key(a), len(ids)) for a in answers]
+
+
+def majority(ids: Sequence[int | None], empty: str = "drop") -> tuple[int | None, int]:
+    """The winning cluster and its size; ties go to the cluster seen first.
+
+    ``empty="drop"`` (SRT, Co-rewarding): answer-less completions do not vote. ``empty="candidate"``
+    (TTRL): they vote together as one candidate; if it wins, the winner is None. With no answer at all
+    the winner is None.
+    """
+    if empty not in EMPTY_RULES:
+        raise UrlvrError(f"unknown empty-answer rule {empty!r}; choose one of: {', '.join(EMPTY_RULES)}")
+    counts = Counter(ids if empty == "candidate" else [i for i in ids if i is not None])
+    if not counts:
+        return None, 0
+    first = {c: ids.index(c) for c in counts}
+    winner = max(counts, key=lambda c: (counts[c], -first[c]))
+    return winner, counts[winner]

@@ -1,0 +1,51 @@
+"""Findings: what was measured, the verdict and the numbers behind it, written to ``FINDINGS.md``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from urlvr.config import Plan
+from urlvr.experiments.verdicts import TOL
+
+__all__ = ["Finding", "format_findings"]
+
+
+@dataclass
+class Finding:
+    experiment: str
+    claim: str
+    """What the paper found (METHODS.md), in one sentence."""
+    measured: str
+    """What was run and measured here."""
+    table: list[list[str]]
+    """Markdown table rows; the first row is the header."""
+    verdict: str
+    """``reproduced``, ``partly reproduced`` or ``not reproduced``."""
+    why: str
+    """The numbers the verdict rests on."""
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+
+def format_findings(findings: list[Finding], figures: list[Path], p: Plan, seconds: dict, total: float,
+                    out: Path) -> str:
+    from urlvr.report import markdown_table
+
+    lines = ["# Findings of the paper, reproduced on the testbed", "",
+             f"`urlvr reproduce{'' if p.name == 'full' else ' --' + p.name}` ({p.name} plan: {p.seeds} seed(s); "
+             f"{total / 60:.1f} min in all: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items())
+             + f"). Numbers are mean ± std over seeds unless marked; peak, rise and fall are of the seed-mean "
+             f"curve. A verdict needs every stated margin (TOL = {TOL} accuracy) to hold, per seed on a majority "
+             "of seeds or on the seed means as stated; a finding that did not reproduce says so.", "",
+             "| # | finding | verdict |", "|---|---|---|"]
+    lines += [f"| {f.experiment} | {f.claim} | **{f.verdict}** |" for f in findings]
+    for f in findings:
+        lines += ["", f"## {f.experiment}: {f.claim}", "", f"**Verdict: {f.verdict}.** {f.why}", "",
+                  f"*Measured:* {f.measured}"]
+        if f.table:
+            lines += ["", markdown_table(f.table[0], f.table[1:])]
+    lines += ["", "## Figures", ""]
+    lines += [f"![{x.stem}]({x.relative_to(out) if x.is_relative_to(out) else x})" for x in figures]
+    lines += ["", "Run folders: `" + str(out) + "/<experiment>/<run>` (inspect any with `urlvr report RUN_DIR ...`)."]
+    return "\n".join(lines) + "\n"

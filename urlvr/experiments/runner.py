@@ -1,0 +1,209 @@
+"""Running a reproduction: jobs (training runs and MCS / GT Gain / pass@k measurements), reused when
+finished with the same settings, in worker processes, with stacked progress bars.
+
+A :class:`Job` is one unit of work. :class:`Runner` builds the testbed models once (cached), skips jobs
+whose folder holds a finished result with the same settings (``--fresh`` redoes them), and runs the
+rest in this process or in ``jobs`` spawned worker processes with one CPU thread each (the testbed's
+models are so small that a second thread costs more in synchronisation than it gains).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from urlvr.config import GainConfig, MCSConfig, Plan, TrainConfig
+from urlvr.console import Bar
+
+__all__ = ["Bars", "Job", "run_job", "Runner"]
+
+
+class Bars:
+    """Three stacked bars: experiments, runs of the experiment, steps of the run."""
+
+    def __init__(self, experiments: int, enabled: bool):
+        self.enabled = enabled
+        self.top = Bar(experiments, "reproduce", unit="exp", enabled=enabled, position=0)
+        self.runs = Bar(0, "", unit="run", enabled=enabled, position=1, leave=False)
+        self.steps = Bar(0, "", unit="step", enabled=enabled, position=2, leave=False)
+
+    def experiment(self, name: str, runs: int) -> None:
+        self.top.describe(f"reproduce: {name}")
+        self.runs.reset(runs, name)
+
+    def run(self, name: str, steps: int) -> Callable[[dict], None]:
+        """Start a run's bar; returns the ``on_step`` callback that advances it."""
+        self.steps.reset(steps, name)
+        return lambda metrics: self.steps.update(metrics=metrics)
+
+    def run_done(self) -> None:
+        self.runs.update()
+
+    def experiment_done(self) -> None:
+        self.top.update()
+
+    def close(self) -> None:
+        for bar in (self.steps, self.runs, self.top):
+            bar.close()
+
+
+@dataclass
+class Job:
+    """One unit of work: a training run, or an MCS / GT Gain / pass@k measurement of :mod:`urlvr.watch.collapse`."""
+
+    kind: str
+    """``train``, ``mcs``, ``gt`` or ``passk``."""
+    folder: Path
+    label: str
+    payload: dict
+    """train: the TrainConfig settings; others: ``model`` (folder), ``task``, ``task_options``, ``settings``."""
+    steps: int = 1
+
+    def key(self) -> dict:
+        """What makes two jobs the same (JSON-normalised)."""
+        return json.loads(json.dumps({"kind": self.kind, **self.payload}, default=str))
+
+
+def run_job(job: Job, on_step: Callable[[dict], None] | None = None):
+    """Do ``job`` in this process, on one CPU thread; returns its metric rows (train) or its result dict."""
+    import torch
+
+    from urlvr.io import read_jsonl, write_json
+    from urlvr.trainer import train
+    from urlvr.watch import collapse
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        shutil.rmtree(job.folder, ignore_errors=True)
+        if job.kind == "train":
+            train(TrainConfig.from_dict({**job.payload, "out_dir": str(job.folder)}), progress=False, on_step=on_step)
+            shutil.rmtree(job.folder / "checkpoints", ignore_errors=True)  # the curves are what we keep
+            return read_jsonl(job.folder / "metrics.jsonl")
+        p = job.payload
+        args = (p["model"], p["task"], p["task_options"])
+        if job.kind == "mcs":
+            result = collapse.model_collapse_step(*args, MCSConfig.from_dict(p["settings"]), job.folder, on_step)
+        elif job.kind == "gt":
+            result = collapse.gt_gain(*args, GainConfig.from_dict(p["settings"]), job.folder, on_step)
+        else:
+            result = collapse.passk_gain(*args, GainConfig.from_dict(p["settings"]), job.folder)
+        write_json(job.folder / "result.json", {"key": job.key(), "result": result})
+        return result
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _job_in_worker(job: Job):
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from transformers.utils import logging as tlog
+
+    tlog.set_verbosity_error()
+    return run_job(job)
+
+
+class Runner:
+    """Builds models (cached), runs jobs (reusing finished ones), in ``jobs`` processes."""
+
+    def __init__(self, out: Path, plan: Plan, bars: Bars, fresh: bool, jobs: int = 1):
+        self.out, self.plan, self.bars, self.fresh, self.jobs = out, plan, bars, fresh, jobs
+        self.pool = None
+        """Worker processes, started on first use and kept for every experiment (starting one costs seconds)."""
+        self.paths: dict[tuple, str] = {}
+        self.seconds: dict[str, float] = {}
+        self.ran = 0
+        """Jobs run (not reused) so far."""
+
+    def model(self, name: str, task: str, task_options: dict) -> str:
+        """The folder of ``name`` (``testbed:PRIOR...`` built once and cached, with a bar while building)."""
+        from urlvr.testbed.priors import build_prior, cache_dir, parse_model
+
+        key = (name, task, json.dumps(task_options, sort_keys=True))
+        if key not in self.paths:
+            spec = parse_model(name, task, task_options)
+            if spec is None:
+                self.paths[key] = name
+            elif (cache_dir() / spec.key() / "prior_card.json").is_file():
+                self.paths[key] = str(build_prior(spec)[0])  # cached: instant
+            else:
+                import torch
+
+                on = self.bars.run(f"build {name.removeprefix('testbed:')}", spec.weak_steps if spec.prior == "weak"
+                                   else spec.steps)
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)  # as in run_job: faster for these small models
+                try:
+                    path, _, _ = build_prior(spec, progress=lambda step, total, loss: on({}))
+                finally:
+                    torch.set_num_threads(threads)
+                self.paths[key] = str(path)
+        return self.paths[key]
+
+    def settings(self, task: str = "arithmetic", task_options: dict | None = None, **kw) -> dict:
+        """TrainConfig settings of a run of the plan (rollout sizes, validation, no checkpoints kept)."""
+        p = self.plan
+        base = dict(task=task, task_options=dict(p.task_options if task_options is None else task_options),
+                    prompts_per_step=p.prompts_per_step, n_votes=p.n, n_train=p.n, max_new_tokens=p.max_new_tokens,
+                    val_problems=p.val_problems, val_every=p.val_every, val_k=p.val_k, save_every=10**6,
+                    sample_every=10**6, temperature=1.0)
+        return {**base, **kw}
+
+    def done(self, job: Job):
+        """The stored result of a finished job with the same settings, or None."""
+        import yaml
+
+        from urlvr.io import read_json, read_jsonl
+
+        if self.fresh:
+            return None
+        if job.kind == "train":
+            cfg = TrainConfig.from_dict({**job.payload, "out_dir": str(job.folder)}).to_dict()
+            if (job.folder / "summary.json").is_file() and (job.folder / "config.yaml").is_file() \
+                    and yaml.safe_load((job.folder / "config.yaml").read_text()) == cfg:
+                return read_jsonl(job.folder / "metrics.jsonl")
+            return None
+        path = job.folder / "result.json"
+        if path.is_file() and read_json(path).get("key") == job.key():
+            return read_json(path)["result"]
+        return None
+
+    def execute(self, jobs: list[Job]) -> list:
+        """Results of ``jobs`` in order: reused when finished, else run (in a process pool if ``jobs`` > 1)."""
+        results = [self.done(job) for job in jobs]
+        for r in results:
+            if r is not None:
+                self.bars.run_done()
+        todo = [i for i, r in enumerate(results) if r is None]
+        if self.jobs <= 1 or len(todo) <= 1:
+            for i in todo:
+                results[i] = run_job(jobs[i], self.bars.run(jobs[i].label, jobs[i].steps))
+                self.ran += 1
+                self.bars.run_done()
+            return results
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        if self.pool is None:  # spawn: a clean interpreter, no forked torch thread pools
+            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"))
+        futures = {self.pool.submit(_job_in_worker, jobs[i]): i for i in todo}
+        self.bars.run(f"{len(todo)} runs in {self.jobs} processes", len(todo))
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            self.ran += 1
+            self.bars.steps.update()
+            self.bars.run_done()
+        return results
+
+    def train_runs(self, folder: str, grid: list[tuple[str, dict]]) -> dict[str, list[dict]]:
+        """Run (or reuse) ``(name, settings)`` training runs under ``out/folder/name``; metric rows by name."""
+        jobs = [Job("train", self.out / folder / name, name.replace("_", " "), s, s["steps"]) for name, s in grid]
+        return dict(zip((name for name, _ in grid), self.execute(jobs)))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from urlvr.cli import _quiet_libraries  # noqa: E402
+from urlvr.cli import quiet_libraries  # noqa: E402
 
 SCENARIOS = {
     "aligned_rise_fall": dict(model="testbed:aligned?p_correct=0.8&steps=1500", lr=2.5e-4, steps=200),
@@ -40,16 +40,16 @@ SCENARIOS = {
 
 
 def run(name: str, seed: int, out: Path, val_every: int, val_problems: int) -> dict:
-    from urlvr.collapse import resolve
     from urlvr.config import config_from_dict
-    from urlvr.demo import DEMO_SETTINGS
-    from urlvr.files import read_jsonl
+    from urlvr.experiments.demo import DEMO_SETTINGS
+    from urlvr.io import read_jsonl
+    from urlvr.loading import resolve_model
     from urlvr.trainer import Trainer, train
 
     sc = SCENARIOS[name]
     run_dir = out / f"{name}_seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    path = resolve(sc["model"], DEMO_SETTINGS["task"], DEMO_SETTINGS["task_options"])
+    path = resolve_model(sc["model"], DEMO_SETTINGS["task"], DEMO_SETTINGS["task_options"])
     settings = dict(DEMO_SETTINGS, model=path, reward="majority_vote", lr=sc["lr"], steps=sc["steps"],
                     val_every=val_every, val_problems=val_problems, save_every=10**6, sample_every=10**6,
                     collapse_keep_best=True, seed=seed, out_dir=str(run_dir))
@@ -66,7 +66,8 @@ def run(name: str, seed: int, out: Path, val_every: int, val_problems: int) -> d
         best_dir = best_file.parent / best_file.read_text().strip()
         best_step = int(best_dir.name.split("_")[1])
         # the same validation problems, seed and settings as the run's own validation
-        best_val = Trainer(config_from_dict(dict(settings, model=str(best_dir))), run_dir / "best_eval").validate()[key]
+        best_cfg = config_from_dict(dict(settings, model=str(best_dir), out_dir=str(run_dir / "best_eval")))
+        best_val = Trainer(best_cfg, best_dir).validate()[key]
     return {"scenario": name, "seed": seed, **sc, "val_start": vals[0][1], "peak_step": peak_step, "val_peak": peak,
             "fired_step": fired, "lead": None if fired is None else peak_step - fired,
             "val_at_fire": next((v for s, v in vals if fired is not None and s >= fired), None),
@@ -81,7 +82,7 @@ def main() -> int:
     p.add_argument("--val-problems", type=int, default=100)
     p.add_argument("--out-dir", default="runs/collapse_lead")
     args = p.parse_args()
-    _quiet_libraries()
+    quiet_libraries()
     out = Path(args.out_dir)
     results = [run(name, seed, out, args.val_every, args.val_problems)
                for name in args.scenario or SCENARIOS for seed in range(args.seeds)]

@@ -11,7 +11,7 @@ arms compute the answer clusters and the majority answer of every group:
 - ``urlvr``: :meth:`urlvr.grading.Grader.cluster` (what ``equivalence="math"`` voting calls): answers
   hashed by their canonical form first, math-verify only between distinct forms, in ``--workers``
   worker processes (started before timing: a one-off per run), then
-  :func:`urlvr.rewards.voting.majority`;
+  :func:`urlvr.answers.majority`;
 - ``naive``: in this process, ``math_verify.parse`` of every completion once (no hashing, no
   deduplication) and ``verify`` both ways on every one of the N(N−1)/2 pairs, a completion joining the
   cluster of the first earlier completion it matches. (Parsing inside every comparison, the literal
@@ -95,7 +95,7 @@ def main() -> None:
     from grading_throughput import gold_answers
 
     from urlvr.grading import Grader
-    from urlvr.rewards.voting import majority
+    from urlvr.answers import majority
 
     golds = gold_answers()
     rng = random.Random(0)

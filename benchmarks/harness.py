@@ -54,9 +54,9 @@ def setup(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    from urlvr.cli import _quiet_libraries
+    from urlvr.cli import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
 
 
 def testbed_model(size: str = "tiny", folder: str | Path | None = None, seed: int = 0) -> str:
@@ -78,15 +78,16 @@ def testbed_model(size: str = "tiny", folder: str | Path | None = None, seed: in
 def urlvr_trainer(path: str, out: str | Path, prompts: int, group: int, max_new_tokens: int, reward: str = "gold",
                   lr: float = 1e-5):
     """urlvr's :class:`~urlvr.trainer.Trainer` on the benchmark work: arithmetic prompts, τ = 1, no top-p,
-    one update per step, no KL term, no validation, on the CPU. Drive it with ``train_step``."""
-    from urlvr.config import config_from_dict
+    one update per step, no KL term, no validation, no checkpoints or samples, on the CPU. Drive it with its
+    one loop, ``trainer.steps()`` (each ``next`` is one whole step, its metrics row logged as in a real run)."""
+    from urlvr.config import TrainConfig
     from urlvr.trainer import Trainer
 
-    cfg = config_from_dict(dict(
+    cfg = TrainConfig(
         model=path, task="arithmetic", train_problems=max(512, prompts), val_problems=0, reward=reward,
         prompts_per_step=prompts, n_votes=group, n_train=group, max_new_tokens=max_new_tokens, temperature=1.0,
-        top_p=1.0, lr=lr, steps=10_000, seed=0, device="cpu", out_dir=str(out)))
-    return Trainer(cfg, Path(out))
+        top_p=1.0, lr=lr, steps=10_000, seed=0, device="cpu", out_dir=str(out), save_every=0, sample_every=0)
+    return Trainer(cfg, path)
 
 
 def trl_trainer(path: str, out: str | Path, prompts: int, group: int, max_new_tokens: int, steps: int,

@@ -41,9 +41,8 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="urlvr-logit-cost-"))
     path = testbed_model(args.size, tmp)
-    trainers = {r: urlvr_trainer(path, tmp / r, args.prompts, args.group, args.max_new_tokens, reward=r, lr=1e-7)
+    trainers = {r: urlvr_trainer(path, tmp / r, args.prompts, args.group, args.max_new_tokens, reward=r, lr=1e-7).steps()
                 for r in REWARDS}
-    step_of = dict.fromkeys(REWARDS, 0)
     times = {r: [] for r in REWARDS}
     tokens = {r: [] for r in REWARDS}
     scoring = {r: [] for r in REWARDS}
@@ -59,13 +58,11 @@ def main() -> None:
     current = [""]
 
     def step(reward: str) -> None:
-        tr, s = trainers[reward], step_of[reward]
-        tr.step, current[0] = s, reward
+        current[0] = reward
         t0 = time.perf_counter()
-        _, batch, _ = tr.train_step(s)
+        result = next(trainers[reward])
         times[reward].append(time.perf_counter() - t0)
-        tokens[reward].append(int(batch.mask.sum()))
-        step_of[reward] += 1
+        tokens[reward].append(int(result.batch.mask.sum()))
 
     for i in range(args.warmup + args.reps):
         for reward in REWARDS:

@@ -37,9 +37,9 @@ def rss_mb() -> float:
 def run_urlvr(args, path: str, out: Path) -> float:
     trainer = urlvr_trainer(path, out, args.prompts, args.group, args.max_new_tokens)
     before = rss_mb()
-    for step in range(args.steps):
-        trainer.step = step
-        trainer.train_step(step)
+    for result in trainer.steps():
+        if result.step == args.steps:
+            break
     return before
 
 

@@ -5,10 +5,10 @@
 Two parts, each doubling one setting at a time from a base of 4 prompts x 8 completions x 16 tokens,
 and fitting the growth exponent ``k`` of ``time ∝ x^k`` (least squares on log-log; ``k = 1``: linear):
 
-1. **Whole step** (:meth:`urlvr.trainer.Trainer.train_step`, testbed model with random weights,
+1. **Whole step** (one step of :meth:`urlvr.trainer.Trainer.steps`, testbed model with random weights,
    ``majority_vote`` reward): the time of the sampler (model), of the update (model) and of the rest
    (urlvr's own code: groups, reward, advantages, metrics), from wrappers around the first two.
-2. **urlvr's own code alone**, over a wider range: the same ``train_step`` with a scripted sampler
+2. **urlvr's own code alone**, over a wider range: the same loop with a scripted sampler
    that returns completions carrying answers (no model; per group a majority and a minority answer,
    many answers of their own, and answer-less completions) and the update skipped, so the vote, the
    advantages and every metric run on answer clusters whose number grows with the group.
@@ -51,7 +51,7 @@ class ScriptedSampler:
 
         import torch
 
-        from urlvr.rollout import RolloutBatch
+        from urlvr.types import RolloutBatch
 
         T, B = settings.max_new_tokens, len(prompts)
         texts = []
@@ -68,9 +68,9 @@ class ScriptedSampler:
             mask[i, : len(row)] = True
         stat = lambda: torch.rand(B, T) * mask  # noqa: E731
         enc = self.tok(prompts, add_special_tokens=True)["input_ids"]
-        return RolloutBatch(prompt_ids=enc, tokens=tokens, mask=mask, logprob=-stat(), entropy=stat(),
-                            self_certainty=stat(), top2_gap=stat(), texts=texts,
-                            truncated=torch.zeros(B, dtype=torch.bool))
+        return RolloutBatch(prompt_ids=enc, tokens=tokens, mask=mask,
+                            stats={"logprob": -stat(), "entropy": stat(), "self_certainty": stat(), "top2_gap": stat()},
+                            texts=texts, truncated=torch.zeros(B, dtype=torch.bool))
 
 
 def measure(trainer, steps: int, warmup: int, scripted: bool) -> dict[str, float]:
@@ -87,15 +87,15 @@ def measure(trainer, steps: int, warmup: int, scripted: bool) -> dict[str, float
 
     if scripted:
         trainer.sampler = ScriptedSampler(trainer.tok)
-        trainer.update = lambda batch, adv, keep: {}
+        trainer.update = lambda batch, adv, keep, step: {}
     trainer.sampler.generate = timed("generate", trainer.sampler.generate)
     trainer.update = timed("update", trainer.update)
     rows = []
+    loop = trainer.steps()
     for s in range(warmup + steps):
         spent.update(generate=0.0, update=0.0)
-        trainer.step = s
         t0 = time.perf_counter()
-        trainer.train_step(s)
+        next(loop)
         total = time.perf_counter() - t0
         if s >= warmup:
             rows.append({"step": total, **spent, "other": total - spent["generate"] - spent["update"]})

@@ -10,7 +10,7 @@ answer (urlvr's registered ``gold``; for TRL a reward function doing the same ex
 
 The arms alternate step by step: a ``TrainerCallback`` times each TRL step (``on_step_begin`` →
 ``on_step_end``: generation, reward, advantages, loss, backward, optimiser; TRL's logging afterwards
-is not counted) and then runs and times one ``urlvr.trainer.Trainer.train_step`` (generation with
+is not counted) and then runs and times one step of ``urlvr.trainer.Trainer.steps`` (generation with
 per-token statistics, reward, advantages, update, and the label-free and oracle metrics). Each arm's
 generation time is reported too (urlvr: ``time/generate_s``; TRL: its ``model.generate`` call, timed
 by a wrapper). Warm-up steps are not counted. Target: urlvr ≤ 0.5× TRL's time per step.
@@ -48,15 +48,14 @@ def main() -> None:
     steps = args.warmup + args.reps
     work = dict(prompts=args.prompts, group=args.group, max_new_tokens=args.max_new_tokens, lr=args.lr)
 
-    urlvr = urlvr_trainer(path, tmp / "urlvr", **work)
+    urlvr = urlvr_trainer(path, tmp / "urlvr", **work).steps()
     u_step, u_gen = [], []
 
     def urlvr_step(step: int) -> None:
-        urlvr.step = step
         t0 = time.perf_counter()
-        metrics, _, _ = urlvr.train_step(step)
+        result = next(urlvr)
         u_step.append(time.perf_counter() - t0)
-        u_gen.append(metrics["time/generate_s"])
+        u_gen.append(result.metrics["time/generate_s"])
 
     t_step, t_gen, t0 = [], [0.0] * steps, [0.0]
 

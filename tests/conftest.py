@@ -17,18 +17,18 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 @pytest.fixture(scope="session", autouse=True)
 def _cache(tmp_path_factory):
     os.environ["URLVR_CACHE"] = str(tmp_path_factory.mktemp("urlvr-cache"))
-    from urlvr.cli import _quiet_libraries
+    from urlvr.cli import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     yield
 
 
 @pytest.fixture(scope="session")
 def tiny_model(_cache):
     """A tiny aligned arithmetic model (a few seconds of pretraining): its folder path."""
-    from urlvr.testbed.priors import PriorSpec, build_prior
+    from urlvr.testbed.priors import PriorConfig, build_prior
 
-    spec = PriorSpec(prior="aligned", task="arithmetic", task_options={"digits": 1, "ops": "+"}, size="tiny",
+    spec = PriorConfig(prior="aligned", task="arithmetic", task_options={"digits": 1, "ops": "+"}, size="tiny",
                      steps=60, card_problems=8)
     path, _, _ = build_prior(spec)
     return str(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from urlvr.grading import GRADER_CONFIG, Grader, canonical_answer, cross_check, default_grader, grader_version
+from urlvr.grading import GRADER_CONFIG, Grader, canonical_answer, grader_version, shared_grader
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "math500.jsonl").is_file(),
@@ -136,8 +136,9 @@ def test_canonical_answer():
 
 def test_version_config_default_and_pickle():
     assert grader_version().startswith("math-verify==0.9.0;config=") and GRADER_CONFIG["config"] in grader_version()
-    assert default_grader() is default_grader()
-    assert cross_check([("2", "2")]) == []
+    assert shared_grader() is shared_grader() and shared_grader(1, 2.0) is not shared_grader()
+    assert (shared_grader(1, 2.0).workers, shared_grader(1, 2.0).timeout) == (1, 2.0)
+    assert shared_grader().cross_check([("2", "2")]) == []
     clone = pickle.loads(pickle.dumps(Grader(workers=1, timeout=2.0, soft_timeout=False)))
     assert (clone.workers, clone.timeout, clone.soft_timeout, clone.stats["calls"]) == (1, 2.0, False, 0)
     with pytest.raises(ValueError):

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import SHARED_DATA
 from urlvr.config import config_from_dict
-from urlvr.files import read_jsonl
+from urlvr.io import read_jsonl
 from urlvr.loading import save_model
 from urlvr.testbed.models import build_model
 from urlvr.testbed.tokenizer import char_tokenizer

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, tiny_config
-from urlvr.files import append_jsonl, read_jsonl
+from urlvr.io import append_jsonl, read_jsonl
 from urlvr.report import PANELS, build_report, load_run
 from urlvr.trainer import train
 

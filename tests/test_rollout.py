@@ -1,8 +1,9 @@
 import torch
 
 from urlvr.loading import load_model
-from urlvr.rollout import HFSampler, SamplingSettings
-from urlvr.trainer import completion_logprobs, policy_inputs
+from urlvr.rollout import HFSampler, SamplingSettings, pack, score_tokens
+from urlvr.stats import STAT_NAMES, token_stats
+from urlvr.trainer import completion_logprobs
 
 
 def test_rollout_stats_match_a_full_forward(tiny_model):
@@ -10,7 +11,7 @@ def test_rollout_stats_match_a_full_forward(tiny_model):
     sampler = HFSampler(model, tok)
     prompts = ["3+4\n", "12+7\n", "5+5\n"]  # different lengths: left padding is exercised
     batch = sampler.generate(prompts, SamplingSettings(temperature=0.7, max_new_tokens=8), seed=1)
-    ids, att, P = policy_inputs(batch, tok.pad_token_id)
+    ids, att, P = pack(batch.prompt_ids, batch.tokens, batch.mask, tok.pad_token_id)
     with torch.no_grad():
         lp, ent = completion_logprobs(model, ids, att, P, batch.tokens, 0.7, with_entropy=True)
     m = batch.mask
@@ -40,3 +41,43 @@ def test_greedy_and_top_p(tiny_model):
     assert g1.texts == g2.texts and len(set(g1.texts)) == 1
     tp = HFSampler(model, tok).generate(["3+4\n"] * 8, SamplingSettings(top_p=1e-6, max_new_tokens=6), seed=3)
     assert tp.texts == [g1.texts[0]] * 8  # top-p -> 0 is greedy
+
+
+def test_score_gives_the_rollout_statistics_of_given_continuations(tiny_model):
+    """Sampler.score of the sampled tokens equals what the rollout kept, for every statistic, in any batching."""
+    model, tok = load_model(tiny_model, device="cpu")
+    sampler = HFSampler(model, tok)
+    prompts = ["3+4\n", "12+7\n", "5+5\n", "9+9\n"]
+    batch = sampler.generate(prompts, SamplingSettings(temperature=0.7, max_new_tokens=8), seed=3)
+    conts = [batch.tokens[i][batch.mask[i]].tolist() for i in range(len(batch))]
+    scored = sampler.score(prompts, conts, temperature=0.7)
+    assert [len(s["logprob"]) for s in scored] == [len(c) for c in conts]
+    for i, s in enumerate(scored):
+        assert set(s) == set(STAT_NAMES)
+        for name in STAT_NAMES:
+            assert torch.allclose(s[name], batch.stats[name][i][batch.mask[i]], atol=1e-4), name
+    # batching and padding do not change a row: one row at a time gives the same numbers
+    one = [score_tokens(model, [tok(p)["input_ids"]], [c], 0.7, tok.pad_token_id, 1)[0] for p, c in zip(prompts, conts)]
+    for a, b in zip(scored, one):
+        assert torch.allclose(a.logprob, b.logprob, atol=1e-5)
+    # text continuations are tokenised without special tokens; their log-prob is that of the same ids
+    text = sampler.score(["3+4\n"], ["\\boxed{7}"], temperature=1.0)[0]
+    ids = tok("\\boxed{7}", add_special_tokens=False)["input_ids"]
+    full = torch.tensor([tok("3+4\n")["input_ids"] + ids])
+    with torch.no_grad():
+        logits = model(full).logits[:, -len(ids) - 1 : -1]
+    assert torch.allclose(text.logprob, token_stats(logits, full[:, -len(ids):]).logprob[0], atol=1e-5)
+
+
+def test_score_tokens_ignore_padding_and_match_an_unpadded_forward(tiny_model):
+    model, _ = load_model(tiny_model, "cpu", "float32")
+    prompts, comps = [[1, 6, 77, 7, 4], [1, 9, 4]], [[5, 6, 2], [8, 9, 10, 11, 2]]
+    batched = score_tokens(model, prompts, comps, temperature=0.7, batch_size=2)
+    for p, c, got in zip(prompts, comps, batched):
+        ids = torch.tensor([p + c])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[:, len(p) - 1 : -1]  # the logits that produced c
+        want = token_stats(logits, torch.tensor([c]), temperature=0.7)
+        for k, v in got.items():
+            assert v.shape == (len(c),)
+            torch.testing.assert_close(v, getattr(want, k)[0], atol=1e-5, rtol=1e-5)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import REPO, tiny_config
-from urlvr.files import read_jsonl
+from urlvr.io import read_jsonl
 from urlvr.trainer import Trainer, train
 
 VOLATILE = ("time/",)
@@ -23,9 +23,9 @@ def _stable(rows):
 
 def test_tiny_run_changes_parameters_and_logs_finite_metrics(tiny_model, tmp_path):
     cfg = tiny_config(tiny_model, tmp_path / "run", reward="majority_vote", kl_coef=0.01, entropy_coef=0.01)
-    trainer = Trainer(cfg, tmp_path / "probe")
+    trainer = Trainer(cfg, tiny_model)
     before = [p.detach().clone() for p in trainer.model.parameters()]
-    metrics, _, _ = trainer.train_step(0)
+    metrics = trainer.train_step(0).metrics
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
     for key in ("reward/mean", "reward/zero_std_frac", "rollout/length_mean", "rollout/truncation_rate",
                 "policy/entropy", "policy/self_certainty", "policy/kl_initial", "diag/majority_ratio",
@@ -42,7 +42,7 @@ def test_tiny_run_changes_parameters_and_logs_finite_metrics(tiny_model, tmp_pat
 def test_micro_batches_give_the_same_update(tiny_model, tmp_path):
     params = []
     for micro in (0, 3):  # 0 = one batch of 16; 3 = six accumulated micro-batches (uneven last one)
-        trainer = Trainer(tiny_config(tiny_model, tmp_path / f"m{micro}", micro_batch_size=micro), tmp_path / f"m{micro}")
+        trainer = Trainer(tiny_config(tiny_model, tmp_path / f"m{micro}", micro_batch_size=micro), tiny_model)
         trainer.train_step(0)
         params.append([p.detach().clone() for p in trainer.model.parameters()])
     for a, b in zip(*params):

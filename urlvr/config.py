@@ -28,6 +28,7 @@ urlvr.errors.UrlvrError: unknown config key 'stepz'; did you mean 'steps'?
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import hashlib
@@ -132,7 +133,8 @@ class Config:
             ", ".join(f.name for f in dataclasses.fields(cls))
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """Plain data (a deep copy: changing it never changes the config)."""
+        return copy.deepcopy({f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)})
 
     def replace(self, **changes):
         """A validated copy with ``changes``."""
@@ -400,7 +402,7 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """``key=value`` overrides (the value parsed as YAML; ``a.b=v`` sets a nested option) applied to a copy."""
-    data = dict(data)
+    data = copy.deepcopy(data)
     for item in overrides:
         key, eq, raw = item.partition("=")
         if not eq or not key:

@@ -13,13 +13,11 @@ import torch
 pytest.importorskip("trl", reason="TRL is the optional 'trl' extra: pip install 'urlvr[trl]'")
 
 from conftest import REPO
-from rewards.test_gold_isolation import _reachable_strings
+from test_types import strings
 from urlvr.errors import UrlvrError
-from urlvr.integrations.trl import (ROLLOUT_COLUMN, URLVRGRPOTrainer, completion_token_stats, regroup, task_dataset,
-                                    urlvr_reward_func)
+from urlvr.integrations.trl import ROLLOUT_COLUMN, URLVRGRPOTrainer, regroup, task_dataset, urlvr_reward_func
 from urlvr.rewards import Group, LabeledGroup, RewardSpec
 from urlvr.rewards import base as reward_base
-from urlvr.stats import token_stats
 from urlvr.tasks import get_task
 
 TASK = get_task("arithmetic", digits=1, ops="+")
@@ -73,7 +71,7 @@ def test_label_free_rewards_get_no_gold_and_gold_rewards_get_it(monkeypatch):
     urlvr_reward_func("spy_free", TASK, num_generations=2)(prompts, completions, **cols)
     urlvr_reward_func("spy_gold", TASK, num_generations=2)(prompts, completions, **cols)
     assert [type(g) for g in free] == [Group, Group] and [type(g) for g in gold] == [LabeledGroup, LabeledGroup]
-    assert all(GOLD not in set(_reachable_strings(g)) for g in free)
+    assert all(GOLD not in set(strings(g)) for g in free)
     assert [g.gold for g in gold] == [GOLD, GOLD]
     assert [(g.problem.id, g.answers) for g in free] == [("1+1", ["2", "3"]), ("4+4", ["8", "8"])]
 
@@ -96,23 +94,6 @@ def test_diagnostics_go_to_trls_log_metric():
     assert logged["diag/majority_ratio"] == 0.5 and logged["reward/mean"] == 0.5
     assert logged["oracle/accuracy"] == 0.0  # monitoring only: every answer differs from the sentinel gold
     assert "policy/entropy" not in logged  # no per-token statistics were computed
-
-
-# ---- per-token statistics --------------------------------------------------------------------------
-def test_completion_token_stats_ignore_padding_and_match_an_unpadded_forward(tiny_model):
-    from urlvr.loading import load_model
-
-    model, _ = load_model(tiny_model, "cpu", "float32")
-    prompts, comps = [[1, 6, 77, 7, 4], [1, 9, 4]], [[5, 6, 2], [8, 9, 10, 11, 2]]
-    batched = completion_token_stats(model, prompts, comps, temperature=0.7, batch_size=2)
-    for p, c, got in zip(prompts, comps, batched):
-        ids = torch.tensor([p + c])
-        with torch.no_grad():
-            logits = model(input_ids=ids).logits[:, len(p) - 1 : -1]  # the logits that produced c
-        want = token_stats(logits, torch.tensor([c]), temperature=0.7)
-        for k, v in got.items():
-            assert v.shape == (len(c),)
-            torch.testing.assert_close(v, getattr(want, k)[0], atol=1e-5, rtol=1e-5)
 
 
 # ---- GRPOTrainer runs ------------------------------------------------------------------------------

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from urlvr.rewards.base import Completion, Group, LabeledGroup
+from urlvr.answers import extract_boxed
 from urlvr.stats import token_stats
-from urlvr.tasks.base import Problem, extract_boxed
+from urlvr.types import AnswerRules, Completion, Group, LabeledGroup, Problem
 
 V = 4  # vocabulary of the hand-made logits
 EOS = 2
@@ -27,15 +27,17 @@ def completion(text: str, rows: list[list[float]] | None = None, *, ids: list[in
     tokens = torch.tensor([ids])  # (1, T)
     s = token_stats(torch.tensor([rows]), tokens % V, temperature)  # (1, T) each
     return Completion(text=text, answer=extract_boxed(text) if answer is ... else answer, token_ids=tokens[0],
-                      logprob=s.logprob[0], entropy=s.entropy[0], self_certainty=s.self_certainty[0],
-                      top2_gap=s.top2_gap[0], truncated=not eos, ends_with_eos=eos)
+                      stats={k: v[0] for k, v in s.items()}, truncated=not eos, ends_with_eos=eos)
 
 
-def group(completions, problem: Problem | None = None, prompt: str | None = None, gold=..., **kw) -> Group:
-    """A label-free group (or a LabeledGroup when ``gold`` is given, None included) of ``completions``."""
+def group(completions, problem: Problem | None = None, prompt: str | None = None, gold=..., **rules) -> Group:
+    """A label-free group (or a LabeledGroup when ``gold`` is given, None included) of ``completions``.
+
+    ``rules``: fields of its :class:`AnswerRules` (``canonical=``, ``verify=``, ``equivalence=``).
+    """
     problem = problem or Problem("p1", "1+1", data={"a": 1, "op": "+", "b": 1})
     kw = dict(problem=problem, prompt=prompt if prompt is not None else problem.question + "\n",
-              completions=tuple(completions), vocab_size=V, eos_token_id=EOS, **kw)
+              completions=tuple(completions), rules=AnswerRules(**rules), vocab_size=V, eos_token_id=EOS)
     if gold is ...:
         return Group(**kw)
     return LabeledGroup(**kw, gold=gold, check=lambda a, g: a is not None and a.strip() == g)

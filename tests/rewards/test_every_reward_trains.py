@@ -16,10 +16,10 @@ from conftest import REPO, tiny_config
 from rewards._groups import one_thread  # noqa: F401  (fixture)
 from urlvr.advantages import semantic_entropy
 from urlvr.errors import UrlvrError
-from urlvr.files import read_jsonl
+from urlvr.io import read_jsonl
 from urlvr.rewards import get_reward, reward_names
 from urlvr.rewards.base import RewardSpec
-from urlvr.rewards.voting import cluster_ids
+from urlvr.answers import cluster_by_key
 from urlvr.trainer import Trainer, train
 
 NOT_ON_THE_TESTBED = {"code_tests": "no testbed task carries tests (Problem.data['tests']); "
@@ -35,7 +35,7 @@ def defaults_cell(spec: RewardSpec) -> str:
     """The 'defaults' column: every option and its default (long texts as …)."""
     params = list(inspect.signature(spec.fn).parameters.values())[1:]
     parts = [f"{p.name}=…" if isinstance(p.default, str) and "\n" in p.default else f"{p.name}={p.default!r}"
-             for p in params if p.name not in ("sampler", "settings")]
+             for p in params if p.name not in ("sampler", "scorer", "settings")]
     return ", ".join(parts) or "—"
 
 
@@ -93,7 +93,7 @@ def test_every_reward_trains_two_steps(tiny_model, tmp_path, name):
 # ---- failure isolation through the real trainer -----------------------------------------------------
 
 def test_a_raising_reward_is_isolated_then_stops_the_run(tiny_model, tmp_path):
-    trainer = Trainer(small(tiny_model, tmp_path / "run", max_failed_steps=2), tmp_path / "run")
+    trainer = Trainer(small(tiny_model, tmp_path / "run", max_failed_steps=2), tiny_model)
     calls = []
 
     def flaky(group):  # the first group of each step raises
@@ -103,14 +103,14 @@ def test_a_raising_reward_is_isolated_then_stops_the_run(tiny_model, tmp_path):
         return [1.0] * len(group)
 
     trainer.reward = RewardSpec("flaky", flaky)
-    metrics, _, _ = trainer.train_step(0)
+    metrics = trainer.train_step(0).metrics
     assert metrics["reward/failed"] == 0.5 and metrics["reward/errors"] == 1  # one of two groups
 
     def broken(group):
         raise RuntimeError("grader crashed")
 
     trainer.reward = RewardSpec("broken", broken)
-    metrics, _, _ = trainer.train_step(1)
+    metrics = trainer.train_step(1).metrics
     assert metrics["reward/failed"] == 1.0
     with pytest.raises(UrlvrError, match=r"failed on every completion for 2 steps.*RuntimeError: grader crashed"):
         trainer.train_step(2)
@@ -121,7 +121,7 @@ def test_a_raising_reward_is_isolated_then_stops_the_run(tiny_model, tmp_path):
 def test_seed_grpo_scales_advantages_by_group_semantic_entropy(tiny_model, tmp_path):
     alpha = 0.5
     trainer = Trainer(small(tiny_model, tmp_path / "run", reward="random", advantage_modifier="seed_grpo",
-                            seed_grpo_alpha=alpha), tmp_path / "run")
+                            seed_grpo_alpha=alpha), tiny_model)
     seen = {}
     estimator, update = trainer.estimator, trainer.update
 
@@ -129,16 +129,17 @@ def test_seed_grpo_scales_advantages_by_group_semantic_entropy(tiny_model, tmp_p
         seen["raw"] = estimator(*args, **kw)
         return seen["raw"]
 
-    def spy_update(batch, adv, keep):
+    def spy_update(batch, adv, keep, step):
         seen["final"] = adv
-        return update(batch, adv, keep)
+        return update(batch, adv, keep, step)
 
     trainer.estimator, trainer.update = spy_estimator, spy_update
-    _, batch, examples = trainer.train_step(0)
+    result = trainer.train_step(0)
+    batch, examples = result.batch, result.examples
     n = trainer.cfg.n_votes
     answers = [trainer.task.extract(t) for t in batch.texts]
     canonical = trainer.task.canonical
-    clusters = [cluster_ids(answers[g * n:(g + 1) * n], "canonical", canonical) for g in range(len(examples))]
+    clusters = [cluster_by_key(answers[g * n:(g + 1) * n], canonical) for g in range(len(examples))]
     entropy = torch.tensor([semantic_entropy(ids) for ids in clusters])
     scale = 1 - alpha * entropy / math.log(n)  # (G,)
     assert torch.allclose(seen["final"].view(len(examples), n), seen["raw"] * scale[:, None])

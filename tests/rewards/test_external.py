@@ -30,12 +30,12 @@ LINEAR = Problem("3x+5=20", "3x+5=20", data={"a": 3, "b": 5, "c": 20})
     ("linear", LINEAR, "five", 0.0),
 ])
 def test_verifier_checks_the_problem_not_a_stored_answer(task, problem, answer, expected):
-    g = answers_group([answer], problem=problem, verify=get_task(task).verify)
+    g = answers_group([answer], problem=problem, verify=get_task(task).rules().verify)
     assert verifier(g) == [expected]
 
 
 def test_verifier_on_a_task_without_one_raises_at_the_first_call():
-    g = answers_group(["2"], verify=get_task("arithmetic").verify)
+    g = answers_group(["2"], verify=get_task("arithmetic").rules().verify)
     with pytest.raises(UrlvrError, match="no programmatic verifier"):
         verifier(g)
 

@@ -9,7 +9,7 @@ from urlvr.errors import UrlvrError
 from urlvr.rewards import Group, LabeledGroup, get_reward
 from urlvr.rewards.base import _REGISTRY, RewardSpec
 from urlvr.rewards.controls import format_only, gold, random_reward
-from urlvr.rewards.mixes import is_labelled, label_free, mix, semi_supervised
+from urlvr.rewards.mixes import is_labelled, mix, semi_supervised
 from urlvr.tasks.base import Problem
 
 ANSWERS = ["2", "2", "3", None]
@@ -82,7 +82,7 @@ def test_the_intrinsic_reward_never_receives_the_labeled_group(monkeypatch):
 
 
 def test_label_free_drops_gold_and_the_labelled_share_is_stable():
-    assert type(label_free(labelled_group())) is Group
+    assert type(labelled_group().label_free()) is Group
     share = sum(is_labelled(f"q{i}", 0.2) for i in range(2000)) / 2000
     assert share == pytest.approx(0.2, abs=0.03)
     assert [is_labelled(f"q{i}", 0.2) for i in range(50)] == [is_labelled(f"q{i}", 0.2) for i in range(50)]

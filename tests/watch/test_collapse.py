@@ -9,7 +9,10 @@ import sys
 import pytest
 
 from conftest import REPO
-from urlvr.collapse import first_collapse, format_ranking, kendall, parse_model, resolve, spearman
+from urlvr.loading import resolve_model
+from urlvr.testbed.priors import parse_model
+from urlvr.watch.collapse import first_collapse
+from urlvr.watch.rank import format_ranking, kendall, spearman
 from urlvr.errors import UrlvrError
 
 TINY = ["--task", "arithmetic", "--option", "digits=1", "--option", "ops=+"]
@@ -22,7 +25,8 @@ def test_parse_model_knobs_and_task_defaults():
     assert (spec.size, spec.wrong_rate, spec.task_options) == ("tiny", 0.5, {"digits": 1})
     assert parse_model("testbed:weak:linear", "arithmetic", {"digits": 1}).task_options == {}  # other task: its own
     assert parse_model("testbed:aligned", "arithmetic").key() == parse_model("testbed:aligned?", "arithmetic").key()
-    assert parse_model("/some/folder", "arithmetic") is None and resolve("/some/folder", "arithmetic") == "/some/folder"
+    assert parse_model("/some/folder", "arithmetic") is None
+    assert resolve_model("/some/folder", "arithmetic", {}) == "/some/folder"
 
 
 @pytest.mark.parametrize("name, msg", [

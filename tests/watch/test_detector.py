@@ -7,7 +7,7 @@ import random
 import pytest
 
 from conftest import tiny_config
-from urlvr.diagnostics import CollapseDetector, window_slope
+from urlvr.watch.detector import CollapseDetector, window_slope
 from urlvr.errors import UrlvrError
 
 
@@ -96,10 +96,18 @@ def test_state_dict_round_trip_continues_exactly():
     first = CollapseDetector(window=8)
     feed(first, rows[:40])
     saved = json.loads(json.dumps(first.state_dict()))  # plain data: survives torch.save and JSON
-    resumed = CollapseDetector()
+    resumed = CollapseDetector(window=8)  # the settings come from the run's config, not the checkpoint
     resumed.load_state_dict(copy.deepcopy(saved))
     rest = [resumed.update(s, r) for s, r in enumerate(rows[40:], 41)]
     assert rest == expected[40:] and resumed.state == full.state
+
+
+def test_a_resume_with_new_settings_keeps_them():
+    first = CollapseDetector(window=8, patience=3)
+    feed(first, rise_then_fall()[:20])
+    resumed = CollapseDetector(window=4, patience=5)
+    resumed.load_state_dict(first.state_dict())
+    assert (resumed.window, resumed.patience) == (4, 5) and resumed.state == first.state
 
 
 @pytest.mark.parametrize("kw", [dict(window=0), dict(patience=0), dict(ratio_threshold=1.5), dict(kl_margin=0)])
@@ -122,7 +130,7 @@ def test_config_fields_reach_the_detector_and_are_validated(tmp_path):
 
 def test_train_keeps_the_best_checkpoint_and_stops_on_collapse(tiny_model, tmp_path, monkeypatch):
     """The trainer's wiring, with scripted detector events: best at step 2, fired at step 4."""
-    from urlvr.files import read_jsonl
+    from urlvr.io import read_jsonl
     from urlvr.trainer import train
 
     script = {2: {"diag/collapse_best": 1}, 4: {"diag/collapse_fired": 1}}

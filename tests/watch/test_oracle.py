@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from urlvr.metrics.oracle import (label_accuracy, oracle_metrics, point_biserial, pseudo_label_accuracy,
+from urlvr.watch.oracle import (label_accuracy, oracle_metrics, point_biserial, pseudo_label_accuracy,
                                   reward_accuracy)
 
 ALL = torch.ones(2, 4, dtype=torch.bool)
@@ -85,7 +85,7 @@ def test_no_reward_module_imports_the_oracle():
 def test_importing_the_rewards_does_not_load_the_oracle():
     code = ("import sys, urlvr.rewards; from urlvr.rewards import get_reward, reward_names\n"
             "[get_reward(n) for n in reward_names()]\n"
-            "print('urlvr.metrics.oracle' in sys.modules)")
+            "print('urlvr.watch.oracle' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, SHARED_DATA
-from urlvr.evaluation import RESULTS_SCHEMA, check_schema
-from urlvr.files import read_jsonl
+from urlvr.evaluation.harness import RESULTS_SCHEMA, check_schema
+from urlvr.io import read_jsonl
 from urlvr.grading import grader_version
 
 needs_data = pytest.mark.skipif(not (SHARED_DATA / "aime24.jsonl").is_file(),
@@ -140,31 +140,3 @@ def test_bad_input_is_one_line(tiny_model, tmp_path, capsys):
         assert main([str(a) for a in args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
-
-
-class ChatTokenizer:
-    """Just enough of a tokenizer with a chat template that starts with its BOS, as Llama 3's does."""
-
-    chat_template = "{{ bos }}..."
-    bos_token, bos_token_id = "<s>", 1
-
-    def __call__(self, text):
-        return {"input_ids": [1] + [5] * len(text)}
-
-    def apply_chat_template(self, turns, tokenize, add_generation_prompt):
-        return "<s>" + "".join(f"[{t['role']}]{t['content']}" for t in turns) + "[assistant]"
-
-
-def test_prompt_rendering():
-    from urlvr.errors import UrlvrError
-    from urlvr.eval_cli import make_render
-    from urlvr.tasks import get_task
-
-    task = get_task("arithmetic", digits=1, ops="+")
-    problem = task.examples("test", 1)[0].problem
-    assert make_render(task, None, None, chat=False)(problem) == task.prompt(problem)
-    assert make_render(task, None, "Be exact.", chat=False)(problem) == f"Be exact.\n\n{task.prompt(problem)}"
-    chat = make_render(task, ChatTokenizer(), "Be exact.", chat=True)(problem)
-    assert chat == f"[system]Be exact.[user]{task.prompt(problem)}[assistant]"  # no second BOS
-    with pytest.raises(UrlvrError, match="no chat template"):
-        make_render(task, object(), None, chat=True)

@@ -8,7 +8,7 @@ import pytest
 
 from urlvr.errors import UrlvrError
 from urlvr.tasks import SPLITS, get_task
-from urlvr.tasks.files import FileTask, choice_letter
+from urlvr.tasks.jsonl import FileTask, choice_letter
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "math500.jsonl").is_file(),

@@ -7,20 +7,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from urlvr.metrics import health
-from urlvr.metrics.health import (cluster_entropy, distinct_answers, group_clusters, health_metrics, majority_ratio,
+from urlvr.watch import health
+from urlvr.watch.health import (cluster_entropy, distinct_answers, group_clusters, health_metrics, majority_ratio,
                                   repetition_rate, token_mean, truncation_rate)
-from urlvr.rewards.base import Completion, Group
-from urlvr.tasks.base import Problem
+from urlvr.types import Completion, Group, Problem
 
 
 def completion(answer, tokens=(5, 6, 2), entropy=None, sc=None, truncated=False):
     t = torch.tensor(tokens, dtype=torch.long)
     ent = torch.tensor(entropy if entropy is not None else [1.0] * len(tokens))
+    stats = {"logprob": torch.zeros(len(tokens)), "entropy": ent,
+             "self_certainty": torch.tensor(sc if sc is not None else [0.5] * len(tokens)),
+             "top2_gap": torch.zeros(len(tokens))}
     return Completion(text="" if answer is None else "\\boxed{" + answer + "}", answer=answer, token_ids=t,
-                      logprob=torch.zeros(len(tokens)), entropy=ent,
-                      self_certainty=torch.tensor(sc if sc is not None else [0.5] * len(tokens)),
-                      top2_gap=torch.zeros(len(tokens)), truncated=truncated)
+                      stats=stats, truncated=truncated)
 
 
 def group(*comps):

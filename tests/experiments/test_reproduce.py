@@ -1,0 +1,44 @@
+"""``urlvr reproduce``'s plumbing on tiny models in seconds, and the plans it runs."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from conftest import REPO
+from urlvr.experiments.plan import PLANS
+
+
+def test_plans_cover_the_brief():
+    full, quick = PLANS["full"], PLANS["quick"]
+    assert full.seeds >= 3 and quick.seeds >= 3
+    assert {"self_certainty", "token_entropy", "trajectory_entropy", "probability", "probability_disparity",
+            "majority_vote", "srt", "semantic_cluster", "gold"} <= set(full.families)
+    assert full.sizes == (32, 128, 512, 2048) and len(full.mcs_models) >= 5 and len(quick.mcs_models) >= 5
+    assert "verifier" in full.external_rewards and set(full.external_rewards) & {"majority_vote", "self_certainty"}
+
+
+def test_reproduce_smoke_writes_findings_and_figures(tmp_path):
+    out = tmp_path / "reproduce"
+    cmd = [sys.executable, "-m", "urlvr", "reproduce", "--smoke", "--out", str(out), "--quiet", "--jobs", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "FINDINGS.md").read_text()
+    for figure in ("fig1_families.png", "fig2_dataset_size.png", "fig3_mcs_gt_gain.png", "fig4_external.png"):
+        assert (out / figure).read_bytes()[:4] == b"\x89PNG" and f"]({figure})" in text
+    data = json.loads((out / "findings.json").read_text())
+    assert len(data["findings"]) == 6
+    assert all(f["verdict"] in ("reproduced", "partly reproduced", "not reproduced") for f in data["findings"])
+    assert "**Verdict:" in text and "| # | finding | verdict |" in text
+    # finished runs are reused (nothing retrained); missing ones run, here in two worker processes
+    metrics = out / "families" / "aligned_majority_vote_s0" / "metrics.jsonl"
+    stamp = metrics.stat().st_mtime_ns
+    shutil.rmtree(out / "dataset_size")
+    proc = subprocess.run(cmd[:-2] + ["--jobs", "2", "--only", "families", "--only", "dataset_size"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert metrics.stat().st_mtime_ns == stamp
+    assert len(json.loads((out / "findings.json").read_text())["findings"]) == 4
+    assert (out / "dataset_size" / "n32_s0" / "summary.json").is_file()
+    assert not (out / "dataset_size" / "n32_s0" / "checkpoints").exists()  # curves kept, checkpoints not

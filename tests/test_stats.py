@@ -9,7 +9,7 @@ import torch
 import urlvr.stats
 from urlvr.errors import UrlvrError
 from urlvr.stats import (
-    masked_mean, sampled_logprobs, self_certainty, token_entropy, token_stats, top2_gap,
+    STAT_NAMES, masked_mean, sampled_logprobs, self_certainty, token_entropy, token_stats, top2_gap,
 )
 
 
@@ -68,7 +68,7 @@ def test_temperature_divides_logits():
     tokens = torch.randint(0, 9, (2, 4), generator=g)
     hot = token_stats(logits, tokens, temperature=0.5)
     ref = token_stats(logits * 2, tokens)
-    for a, b in zip(hot, ref):
+    for a, b in zip(hot.values(), ref.values()):
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(sampled_logprobs(logits, tokens, temperature=0.5), ref.logprob)
     # and it is not a no-op
@@ -97,7 +97,8 @@ def test_chunking_matches_unchunked():
     tokens = torch.randint(0, 5, (2, 7), generator=g)
     full = token_stats(logits, tokens)
     chunked = token_stats(logits, tokens, chunk_size=3)
-    for a, b in zip(full, chunked):
+    assert list(full) == list(chunked) == list(STAT_NAMES)
+    for a, b in zip(full.values(), chunked.values()):
         assert a.shape == (2, 7)
         torch.testing.assert_close(a, b)
 

@@ -20,7 +20,7 @@ verbatim in the prompt. Answers of the perturbed completions are read with the g
 Experimental: it costs N extra generations per prompt (one ``sampler.generate`` call per group,
 seeded from ``seed`` and the problem id) and is not yet validated.
 
->>> from urlvr.types import Problem
+>>> from urlvr.types import Group, Problem
 >>> perturb(Problem("47+38", "47+38", data={"a": 47, "op": "+", "b": 38})).question
 '38+47'
 >>> perturb(Problem("24 from 3 8", "24 from 3 8")).question, perturb(Problem("3x+5=20", "3x+5=20")).question
@@ -35,10 +35,10 @@ import random
 from typing import Any, Callable
 
 from urlvr.errors import UrlvrError
-from urlvr.rewards.base import Group, register_reward
+from urlvr.rewards.base import register_reward
 from urlvr.answers import majority
 from urlvr.seeds import derive_seed, rng
-from urlvr.types import Problem
+from urlvr.types import Group, Problem
 
 __all__ = ["consistency", "perturb"]
 

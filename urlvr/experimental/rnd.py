@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from urlvr.errors import UrlvrError
-from urlvr.rewards.base import Completion, Group, register_reward
+from urlvr.rewards.base import register_reward
+from urlvr.types import Completion, Group
 
 __all__ = ["rnd_novelty", "reset_rnd"]
 

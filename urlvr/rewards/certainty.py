@@ -35,9 +35,9 @@ computes the statistic from *raw* logits, sample at ``temperature=1.0`` (then τ
   a sum over none is 0.
 
 >>> import torch
->>> from urlvr.rewards.base import Completion
+>>> from urlvr.types import Completion
 >>> s = torch.tensor([1.0, 2.0, 3.0])
->>> c = Completion("ab", None, torch.tensor([5, 6, 2]), -s, s, s, s)
+>>> c = Completion("ab", None, torch.tensor([5, 6, 2]), {"logprob": -s, "entropy": s})
 >>> token_values(c, s).tolist(), token_values(c, s, "shifted").tolist(), token_values(c, s, include_eos=False).tolist()
 ([1.0, 2.0, 3.0], [2.0, 3.0], [1.0, 2.0])
 """
@@ -52,7 +52,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from urlvr.errors import UrlvrError
-from urlvr.rewards.base import Completion, Group, register_reward
+from urlvr.rewards.base import register_reward
+from urlvr.types import Completion, Group
 from urlvr.stats import SELF_CERTAINTY_FORMS
 from urlvr.answers import extract_boxed
 

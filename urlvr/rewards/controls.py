@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 
-from urlvr.rewards.base import Group, LabeledGroup, register_reward
+from urlvr.rewards.base import register_reward
 from urlvr.seeds import rng
+from urlvr.types import Group, LabeledGroup
 
 __all__ = ["gold", "random_reward", "format_only"]
 

@@ -20,7 +20,8 @@ from collections import Counter
 from typing import Sequence
 
 from urlvr.errors import UrlvrError
-from urlvr.rewards.base import Group, RewardOutput, register_reward
+from urlvr.rewards.base import register_reward
+from urlvr.types import Group, RewardOutput
 from urlvr.answers import majority
 
 __all__ = ["majority_vote", "srt", "semantic_cluster", "SRT_MODES", "CLUSTER_EMPTY_RULES"]

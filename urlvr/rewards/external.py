@@ -22,11 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from urlvr.errors import UrlvrError
-from urlvr.rewards.base import Completion, Group, RewardOutput, register_reward
+from urlvr.rewards.base import register_reward
 from urlvr.rewards.sandbox import Sandbox, SandboxError, extract_code
 from urlvr.answers import extract_boxed
 from urlvr.seeds import derive_seed
-from urlvr.types import SamplingSettings
+from urlvr.types import Completion, Group, RewardOutput, SamplingSettings
 
 __all__ = ["guarded", "verifier", "self_verify", "code_tests", "parse_verdict", "JUDGE_TEMPLATE"]
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from urlvr.errors import UrlvrError
-from urlvr.rewards.base import Group, LabeledGroup, RewardOutput, call_reward, get_reward, register_reward
+from urlvr.rewards.base import call_reward, get_reward, register_reward
+from urlvr.types import Group, LabeledGroup, RewardOutput
 from urlvr.rewards.controls import gold
 from urlvr.seeds import rng
 

@@ -86,3 +86,26 @@ def test_resume_after_kill_equals_uninterrupted_run(tiny_model, tmp_path):
     b = _stable(read_jsonl(run / "metrics.jsonl"))
     assert [r["step"] for r in b] == list(range(9))
     assert a == b
+
+
+def test_a_scorer_reward_gets_the_policy_statistics_of_given_continuations(tiny_model, tmp_path):
+    """A reward registered with needs_scorer scores continuations through Sampler.score inside a real run:
+    rescoring a group's own completions gives back the rollout's log-probs (the policy has not moved yet)."""
+    from urlvr.rewards import base
+
+    seen = []
+
+    @base.register_reward("_rescore", family="other", needs_scorer=True)
+    def rescore(group, scorer=None, settings=None):
+        scored = scorer.score([group.prompt] * len(group), [c.token_ids.tolist() for c in group.completions],
+                              settings.temperature)
+        seen.append(max(float((s.logprob - c.logprob).abs().max()) for s, c in zip(scored, group.completions)))
+        return [float(s.logprob.sum()) for s in scored]
+
+    try:
+        cfg = tiny_config(tiny_model, tmp_path / "run", reward="_rescore", steps=1, val_problems=0, temperature=0.7)
+        metrics = Trainer(cfg, tiny_model).train_step(0).metrics
+    finally:
+        del base._REGISTRY["_rescore"]
+    assert len(seen) == cfg.prompts_per_step and max(seen) < 1e-4
+    assert math.isfinite(metrics["reward/mean"]) and metrics["reward/mean"] < 0  # summed log-probs

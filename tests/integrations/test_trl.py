@@ -155,3 +155,41 @@ def test_two_processes_split_a_group_and_the_reward_still_sees_it_whole(tiny_mod
     # record_group scores i/4 by position: 0.375 only if all four completions were in one group
     assert [h["rewards/record_group/mean"] for h in logs] == [0.375, 0.375]
     assert all(math.isfinite(h["policy/entropy"]) for h in logs)
+
+
+def test_a_scorer_reward_needs_the_urlvr_trainer():
+    """Under a plain GRPOTrainer nobody hands a needs_scorer reward the policy: one clear line, no silent None."""
+    from urlvr.rewards import base
+
+    @base.register_reward("_trl_rescore", family="other", needs_scorer=True)
+    def rescore(group, scorer=None, settings=None):
+        return [0.0] * len(group)
+
+    try:
+        f = urlvr_reward_func("_trl_rescore", TASK)
+        with pytest.raises(UrlvrError, match="URLVRGRPOTrainer, which hands it a scorer"):
+            f(["1+1\n"] * 2, ["\\boxed{2}", "\\boxed{3}"], completion_ids=[[1], [2]])
+    finally:
+        del base._REGISTRY["_trl_rescore"]
+
+
+def test_urlvr_trainer_hands_a_scorer_reward_the_policy(tiny_model, tmp_path):
+    """URLVRGRPOTrainer gives a needs_scorer reward a scorer over TRL's policy: it scores the completions' own
+    tokens, and their log-probs under that scorer agree with the extra statistics forward of the rollout."""
+    from urlvr.rewards import base
+
+    gaps = []
+
+    @base.register_reward("_trl_rescore", family="other", needs_scorer=True, needs_logits=True)
+    def rescore(group, scorer=None, settings=None):
+        scored = scorer.score([group.prompt] * len(group), [c.token_ids.tolist() for c in group.completions],
+                              settings.temperature)
+        gaps.extend(float((s.logprob - c.logprob).abs().max()) for s, c in zip(scored, group.completions))
+        return [float(s.logprob.mean()) for s in scored]
+
+    try:
+        logs, _ = _train(tiny_model, tmp_path, [urlvr_reward_func("_trl_rescore", TASK)], temperature=0.8)
+    finally:
+        del base._REGISTRY["_trl_rescore"]
+    assert len(logs) == 2 and all(math.isfinite(h["rewards/_trl_rescore/mean"]) for h in logs)
+    assert gaps and max(gaps) < 1e-4

@@ -53,3 +53,28 @@ def test_groups_must_divide_evenly(tiny_model, tmp_path):
                          env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode != 0
     assert "not divisible by the number of processes" in res.stderr
+
+
+def test_mixed_precision_left_in_accelerate_by_another_library_does_not_reach_urlvrs_model(tiny_model, tmp_path):
+    """TRL's GRPOConfig defaults to bf16 even on a CPU, and accelerate keeps that for every later Accelerator in
+    the process; urlvr's trainer must still compute in the precision of its own dtype setting (float32 here)."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from conftest import tiny_config
+    from urlvr.loading import load_model
+    from urlvr.trainer import Trainer
+
+    AcceleratorState._reset_state(True)
+    Accelerator(cpu=True, mixed_precision="bf16")  # what a TRL run earlier in the process leaves behind
+    try:
+        trainer = Trainer(tiny_config(tiny_model, tmp_path / "run"), tiny_model)
+        assert trainer.dist.acc.mixed_precision == "bf16"  # the leftover state is there ...
+        reference, _ = load_model(tiny_model, "cpu", "float32")
+        ids = torch.tensor([[1, 5, 6, 7, 8, 9]])
+        with torch.no_grad():
+            got, want = trainer.model(input_ids=ids).logits, reference(input_ids=ids).logits
+        assert torch.equal(got, want)  # ... and the model still computes in float32
+    finally:
+        AcceleratorState._reset_state(True)

@@ -27,6 +27,10 @@ class Dist:
         from accelerate import Accelerator
 
         self.acc = Accelerator(cpu=device.type == "cpu")
+        # urlvr's own ``dtype`` setting decides autocast (the trainer's ``amp``), never accelerate's process-wide
+        # state: TRL's GRPOConfig defaults to bf16 even on a CPU, and accelerate keeps that mixed precision for
+        # every later Accelerator in the process, which would silently wrap urlvr's model in bf16 autocast
+        self.acc.native_amp = False
         self.rank = self.acc.process_index
         self.world = self.acc.num_processes
         self.is_main = self.acc.is_main_process

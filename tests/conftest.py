@@ -43,3 +43,11 @@ def tiny_config(model: str, out_dir, **kw):
                 val_every=2, val_k=2, save_every=2, sample_every=2, out_dir=str(out_dir))
     base.update(kw)
     return config_from_dict(base)
+
+
+@pytest.fixture(scope="session")
+def smollm2(_cache):
+    """The built-in real model, SmolLM2-135M-Instruct, converted once per session from its GGUF: its folder."""
+    from urlvr.loading import resolve_model
+
+    return resolve_model("smollm2", "arithmetic", {})

@@ -3,7 +3,7 @@ import torch
 from urlvr.loading import load_model
 from urlvr.rollout import HFSampler, SamplingSettings, pack, score_tokens
 from urlvr.stats import STAT_NAMES, token_stats
-from urlvr.trainer import completion_logprobs
+from urlvr.rollout import completion_logprobs
 
 
 def test_rollout_stats_match_a_full_forward(tiny_model):
@@ -81,3 +81,35 @@ def test_score_tokens_ignore_padding_and_match_an_unpadded_forward(tiny_model):
         for k, v in got.items():
             assert v.shape == (len(c),)
             torch.testing.assert_close(v, getattr(want, k)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_chunked_lm_head_gives_the_same_log_probs_entropies_and_gradients(tiny_model):
+    """The loss forward's LM head in chunks of positions (real vocabularies) equals the whole-logits path."""
+    model, tok = load_model(tiny_model, device="cpu")
+    batch = HFSampler(model, tok).generate(["3+4\n", "12+7\n", "5+5\n"], SamplingSettings(max_new_tokens=8), seed=2)
+    ids, att, P = pack(batch.prompt_ids, batch.tokens, batch.mask, tok.pad_token_id)
+    results = []
+    for chunk in (0, 3):  # 0: whole (the tiny vocabulary is far below the budget); 3: positions 0-2, 3-5, 6-7
+        model.zero_grad(set_to_none=True)
+        lp, ent = completion_logprobs(model, ids, att, P, batch.tokens, 0.7, with_entropy=True, chunk=chunk)
+        ((lp * batch.mask).sum() + (ent * batch.mask).sum()).backward()
+        results.append((lp.detach(), ent.detach(), [p.grad.clone() for p in model.parameters()]))
+    (lp0, ent0, g0), (lp1, ent1, g1) = results
+    assert batch.tokens.shape[1] > 3  # really several chunks
+    torch.testing.assert_close(lp1, lp0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ent1, ent0, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_generation_stops_at_any_stop_token(tiny_model):
+    """A stop set beyond EOS (a chat end-of-turn token) ends rows there, and they are not truncated."""
+    model, tok = load_model(tiny_model, device="cpu")
+    free = HFSampler(model, tok).generate(["3+4\n"] * 4, SamplingSettings(max_new_tokens=10), seed=5)
+    first = free.tokens[0][0].item()  # stop at whatever the first sampled token is
+    stopped = HFSampler(model, tok, stop_ids=(tok.eos_token_id, first)).generate(
+        ["3+4\n"] * 4, SamplingSettings(max_new_tokens=10), seed=5)
+    assert stopped.mask[0].sum() == 1 and not stopped.truncated[0]
+    for i in range(4):  # same draws up to the first stop token
+        n = int(stopped.mask[i].sum())
+        assert torch.equal(stopped.tokens[i][:n], free.tokens[i][:n])

@@ -109,3 +109,27 @@ def test_a_scorer_reward_gets_the_policy_statistics_of_given_continuations(tiny_
         del base._REGISTRY["_rescore"]
     assert len(seen) == cfg.prompts_per_step and max(seen) < 1e-4
     assert math.isfinite(metrics["reward/mean"]) and metrics["reward/mean"] < 0  # summed log-probs
+
+
+def test_lora_trains_only_adapters_and_the_reference_is_the_base(tiny_model, tmp_path):
+    cfg = tiny_config(tiny_model, tmp_path / "run", reward="random", lora_rank=4, lora_targets="q_proj,v_proj",
+                      kl_coef=0.1, val_problems=0)
+    trainer = Trainer(cfg, tiny_model)
+    assert trainer.ref is None  # no second copy of the model
+    base = {n: p.detach().clone() for n, p in trainer.policy.named_parameters() if "lora_" not in n}
+    adapters = {n: p.detach().clone() for n, p in trainer.policy.named_parameters() if "lora_B" in n}
+    metrics = trainer.train_step(0).metrics
+    assert adapters and all(not torch.equal(p, adapters[n]) for n, p in trainer.policy.named_parameters() if n in adapters)
+    assert all(torch.equal(p, base[n]) for n, p in trainer.policy.named_parameters() if n in base)
+    assert metrics["policy/kl_initial"] < 1e-6  # the first rollout is the base model itself (cache vs full forward)
+    assert trainer.train_step(1).metrics["policy/kl_initial"] > 0  # adapters on vs off now differ
+
+
+def test_gradient_checkpointing_gives_the_same_update(tiny_model, tmp_path):
+    params = []
+    for ckpt in (False, True):
+        trainer = Trainer(tiny_config(tiny_model, tmp_path / f"g{ckpt}", gradient_checkpointing=ckpt), tiny_model)
+        trainer.train_step(0)
+        params.append([p.detach().clone() for p in trainer.model.parameters()])
+    for a, b in zip(*params):
+        assert torch.allclose(a, b, atol=1e-6)

@@ -18,16 +18,26 @@ True
 (0, 2)
 >>> majority([None, None, 1], empty="candidate")
 (None, 2)
+
+Real models do not always box their answer. A task may name **fallbacks**, tried in order when the
+completion has no ``\boxed{}`` (the box always wins; the unparsable rate is reported either way):
+
+>>> extract_with_fallbacks("So the final answer is 42.", extract_boxed, ("answer_is", "last_number"))
+'42'
+>>> extract_with_fallbacks("3 apples and 4 pears make 7", extract_boxed, ("last_number",))
+'7'
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Callable, Sequence
 
 from urlvr.errors import UrlvrError
 
-__all__ = ["EQUIVALENCES", "EMPTY_RULES", "boxed", "extract_boxed", "strip_spaces", "cluster_by_key", "majority"]
+__all__ = ["EQUIVALENCES", "EMPTY_RULES", "FALLBACKS", "boxed", "extract_boxed", "strip_spaces", "cluster_by_key",
+           "majority", "answer_is", "last_number", "extract_with_fallbacks"]
 
 EQUIVALENCES = ("canonical", "math")
 """How answers are compared when voting: the task's key, or math-verify classes."""
@@ -83,3 +93,33 @@ def majority(ids: Sequence[int | None], empty: str = "drop") -> tuple[int | None
     first = {c: ids.index(c) for c in counts}
     winner = max(counts, key=lambda c: (counts[c], -first[c]))
     return winner, counts[winner]
+
+
+_ANSWER_IS = re.compile(r"(?i)\banswer\s*(?:is|:)\s*:?\s*\$*\s*([^\n$]*?)\s*\$*\s*(?:\.\s*)?(?:\n|$)")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+
+
+def answer_is(text: str) -> str | None:
+    """The text after the last "answer is" / "answer:" on its line (a trailing full stop and ``$`` dropped)."""
+    hits = [m[1].strip() for m in _ANSWER_IS.finditer(text) if m[1].strip()]
+    return hits[-1] if hits else None
+
+
+def last_number(text: str) -> str | None:
+    """The last number in the text (``1,234`` read as ``1234``; decimals and ``p/q`` kept)."""
+    hits = _NUMBER.findall(text)
+    return hits[-1].replace(",", "") if hits else None
+
+
+FALLBACKS: dict[str, Callable[[str], str | None]] = {"answer_is": answer_is, "last_number": last_number}
+"""Answer fallbacks by name, tried in order when the primary extraction finds nothing."""
+
+
+def extract_with_fallbacks(text: str, primary: Callable[[str], str | None], fallbacks: Sequence[str] = ()) -> str | None:
+    """``primary(text)``, else the first fallback that finds an answer, else None."""
+    answer = primary(text)
+    for name in fallbacks:
+        if answer is not None:
+            break
+        answer = FALLBACKS[name](text)
+    return answer

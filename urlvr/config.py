@@ -55,6 +55,10 @@ DTYPES = {"auto": None, "float32": "float32", "fp32": "float32", "bfloat16": "bf
 """Accepted ``dtype`` spellings and the torch dtype each means (``auto``: bf16 on a GPU that has it, else fp32)."""
 PRIORS = ("aligned", "weak", "misaligned")
 """Testbed priors (:mod:`urlvr.testbed.priors`)."""
+CHAT_MODES = ("auto", "on", "off")
+"""How prompts use the tokenizer's chat template (:mod:`urlvr.prompts`)."""
+REPORT_TO = ("none", "tensorboard", "wandb")
+"""Tracking sinks (:mod:`urlvr.tracking`); metrics.jsonl is always written."""
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
@@ -240,6 +244,10 @@ class TrainConfig(Config):
     """Split the training problems come from (``test`` for test-time training)."""
     val_problems: int = 200
     """Held-out validation problems (validation split); 0 disables validation."""
+    chat: str = "auto"
+    """Chat template: ``auto`` (use the tokenizer's when it has one), ``on`` (require it) or ``off``."""
+    system_prompt: str = ""
+    """System prompt (the system turn with a chat template, else prepended with a blank line); empty = none."""
     # ---- reward ---------------------------------------------------------------------------------
     reward: str = "majority_vote"
     """Registered reward name or ``package.module:function``."""
@@ -286,6 +294,17 @@ class TrainConfig(Config):
     """Mini-batch updates per rollout batch (the batch is split into this many mini-batches)."""
     micro_batch_size: int = 0
     """Completions per forward/backward (gradient accumulation); 0 = the whole mini-batch."""
+    logprob_chunk: int = 0
+    """Positions per chunk of the LM head in the loss forward (bounds the (B, T, V) logits); 0 = automatic."""
+    lora_rank: int = 0
+    """LoRA rank (peft); 0 trains every weight. With LoRA the reference model is the base with adapters off."""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
+    lora_dropout: float = 0.0
+    lora_targets: str = "all-linear"
+    """Modules that get adapters: ``all-linear`` or comma-separated names, e.g. ``q_proj,v_proj``."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, about a third more compute)."""
     # ---- evaluation, logging, checkpoints --------------------------------------------------------
     val_every: int = 10
     """Validate every N steps, and at step 0 and the end (0: only at step 0 and the end)."""
@@ -310,6 +329,8 @@ class TrainConfig(Config):
     """Collapse detector, entropy collapse: smoothed token entropy at most this fraction of its start."""
     collapse_kl_margin: float = 2.0
     """Collapse detector, drift: per-sequence KL to the initial model above this many times -log(r0)."""
+    report_to: str = "none"
+    """Tracking sink besides metrics.jsonl (the source of truth): ``none``, ``tensorboard`` or ``wandb`` (offline)."""
     seed: int = 0
     device: str = "auto"
     """``auto`` (a GPU when there is one), ``cpu`` or ``cuda[:N]``."""
@@ -324,8 +345,8 @@ class TrainConfig(Config):
                  "collapse_window", "collapse_patience", "collapse_kl_margin", "grader_workers", "grader_timeout")
     _non_negative = ("steps", "val_problems", "weight_decay", "advantage_eps", "eps_low", "eps_high", "kl_coef",
                      "entropy_coef", "micro_batch_size", "seed", "seed_grpo_alpha", "val_every", "sample_every",
-                     "save_every")
-    _unit = ("collapse_ratio", "collapse_entropy_fraction")
+                     "save_every", "logprob_chunk", "lora_rank", "lora_alpha")
+    _unit = ("collapse_ratio", "collapse_entropy_fraction", "lora_dropout")
 
     def choices(self) -> dict[str, Sequence[Any]]:
         from urlvr.advantages import ADVANTAGE_ESTIMATORS, ADVANTAGE_MODIFIERS
@@ -335,7 +356,7 @@ class TrainConfig(Config):
 
         return {"advantage": tuple(ADVANTAGE_ESTIMATORS), "advantage_modifier": ("", *ADVANTAGE_MODIFIERS),
                 "loss_agg": tuple(LOSS_AGGREGATIONS), "equivalence": EQUIVALENCES, "train_split": SPLITS,
-                "dtype": tuple(DTYPES)}
+                "dtype": tuple(DTYPES), "chat": CHAT_MODES, "report_to": REPORT_TO}
 
     def check(self) -> None:
         if self.n_train > self.n_votes:
@@ -361,6 +382,8 @@ class TrainConfig(Config):
             raise UrlvrError(f"dtype={self.dtype} is not supported for training (float16 needs loss scaling); "
                              "use bfloat16 or float32")
         _check_device("device", self.device)
+        if self.lora_rank and not self.lora_targets.strip():
+            raise UrlvrError("lora_targets is empty; use all-linear or module names such as q_proj,v_proj")
         from urlvr.rewards import get_reward
 
         get_reward(self.reward)  # an unknown name or a dotted path that does not load fails here
@@ -458,8 +481,8 @@ class EvalConfig(Config):
     """Prompt template with ``{question}``; default: the task's (files: a ``\\boxed{}`` instruction)."""
     system_prompt: str | None = None
     """Prepended as ``SYSTEM\\n\\n`` (or the system turn with ``chat``)."""
-    chat: bool = False
-    """Render prompts with the tokenizer's chat template."""
+    chat: str = "auto"
+    """Chat template: ``auto`` (the tokenizer's when it has one), ``on`` (require it) or ``off``."""
     greedy: bool = False
     """Also one greedy completion per problem (greedy accuracy)."""
     limit: int | None = None
@@ -500,7 +523,7 @@ class EvalConfig(Config):
         from urlvr.tasks.jsonl import GRADERS
 
         return {"equivalence": ("auto", "math", "canonical"), "grader": GRADERS, "split": SPLITS,
-                "dtype": tuple(DTYPES)}
+                "dtype": tuple(DTYPES), "chat": CHAT_MODES}
 
     def check(self) -> None:
         if self.n_samples < self.k:

@@ -17,7 +17,13 @@ from typing import Any, Iterator
 
 from urlvr.errors import UrlvrError
 
-__all__ = ["atomic_write", "atomic_folder", "write_text", "write_json", "append_jsonl", "read_jsonl", "read_json"]
+__all__ = ["cache_root", "atomic_write", "atomic_folder", "write_text", "write_json", "append_jsonl", "read_jsonl", "read_json"]
+
+
+def cache_root() -> Path:
+    """Where urlvr keeps what it builds once (testbed models, converted real models): ``$URLVR_CACHE`` or
+    ``~/.cache/urlvr``."""
+    return Path(os.environ.get("URLVR_CACHE", Path.home() / ".cache" / "urlvr"))
 
 
 @contextlib.contextmanager
@@ -26,6 +32,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would outlive the rename
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
@@ -50,7 +57,11 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would outlive the rename
         yield tmp
+        for f in tmp.rglob("*"):  # files a library wrote through its own temp files (0600)
+            if f.is_file() and not f.is_symlink():
+                os.chmod(f, 0o666 & ~_umask())
         if path.exists():
             old = path.with_name(f".old-{path.name}.{os.getpid()}")
             shutil.rmtree(old, ignore_errors=True)
@@ -62,6 +73,12 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

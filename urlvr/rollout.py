@@ -21,12 +21,16 @@ import inspect
 from typing import Protocol, Sequence
 
 import torch
+from torch.utils.checkpoint import checkpoint
 from transformers.cache_utils import DynamicLayer
 
-from urlvr.stats import STAT_NAMES, TokenStats, _log_probs, stats_from_log_probs, token_stats
+from urlvr.prompts import stop_token_ids
+from urlvr.stats import STAT_NAMES, TokenStats, _log_probs, sampled_logprobs, stats_from_log_probs, token_entropy, \
+    token_stats
 from urlvr.types import RolloutBatch, SamplingSettings
 
-__all__ = ["SamplingSettings", "RolloutBatch", "Sampler", "HFSampler", "pack", "score_tokens"]
+__all__ = ["SamplingSettings", "RolloutBatch", "Sampler", "HFSampler", "pack", "completion_logprobs", "score_tokens",
+           "LOGIT_BUDGET"]
 
 
 class Sampler(Protocol):
@@ -69,6 +73,59 @@ def pack(prompt_ids: Sequence[Sequence[int]], tokens: torch.Tensor, mask: torch.
     return ids, att, P
 
 
+LOGIT_BUDGET = 2**26
+"""float32 logits (64 Mi values, 256 MiB) above which the LM head runs in chunks of positions."""
+
+
+def completion_logprobs(model, ids: torch.Tensor, att: torch.Tensor, P: int, tokens: torch.Tensor,
+                        temperature: float, with_entropy: bool = False, chunk: int = 0):
+    """Log-probs (B, T) of the completion tokens under ``model`` (and entropies if asked), one forward.
+
+    ``ids``/``att`` come from :func:`pack` (prompts left-padded, completions after position P); ``tokens``
+    (B, T) are the completions. Differentiable. Only the logits that produced completion tokens are
+    computed, and never as one (B, T, V) float32 tensor when that is large: with ``chunk`` positions at a
+    time (0 = automatic: whole when B·T·V <= :data:`LOGIT_BUDGET`), the LM head and the log-softmax run per
+    chunk under activation checkpointing, so a real vocabulary (50k-150k) costs O(B·chunk·V) memory in
+    the forward and the backward. Models that transform their logits after the head (soft-capping,
+    scaling) always take the whole-logits path.
+    """
+    pos = (att.cumsum(-1) - 1).clamp(min=0)
+    B, T = tokens.shape
+    head = None if _transforms_logits(model) else _output_head(model)
+    step = (chunk or max(1, LOGIT_BUDGET // max(1, B * head.weight.shape[0]))) if head is not None else T
+    if step >= T:
+        logits = model(input_ids=ids, attention_mask=att, position_ids=pos, logits_to_keep=T + 1).logits  # (B, T+1, V)
+        z = logits[:, :-1, :].float()  # (B, T, V): the logits that produced each completion token
+        lp = sampled_logprobs(z, tokens, temperature)  # (B, T)
+        return (lp, token_entropy(z, temperature)) if with_entropy else (lp, None)
+    out = model(input_ids=ids, attention_mask=att, position_ids=pos, logits_to_keep=1, output_hidden_states=True)
+    hidden = out.hidden_states[-1][:, -(T + 1) : -1]  # (B, T, H): final (normed) states before each completion token
+
+    def chunk_stats(h: torch.Tensor, t: torch.Tensor):
+        z = head(h).float()  # (B, c, V)
+        lp = sampled_logprobs(z, t, temperature)  # (B, c)
+        return (lp, token_entropy(z, temperature)) if with_entropy else (lp,)
+
+    parts = [checkpoint(chunk_stats, hidden[:, s : s + step], tokens[:, s : s + step], use_reentrant=False)
+             if torch.is_grad_enabled() else chunk_stats(hidden[:, s : s + step], tokens[:, s : s + step])
+             for s in range(0, T, step)]
+    lp = torch.cat([p[0] for p in parts], dim=1)  # (B, T)
+    return (lp, torch.cat([p[1] for p in parts], dim=1)) if with_entropy else (lp, None)
+
+
+def _output_head(model):
+    inner = getattr(model, "module", model)  # a DistributedDataParallel wrapper
+    get = getattr(inner, "get_output_embeddings", None)
+    head = get() if get else None
+    return head if isinstance(getattr(head, "weight", None), torch.Tensor) else None
+
+
+def _transforms_logits(model) -> bool:
+    cfg = getattr(getattr(model, "module", model), "config", None)
+    return any(getattr(cfg, name, None) not in (None, 1.0) for name in
+               ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier"))
+
+
 @torch.no_grad()
 def score_tokens(model, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
                  temperature: float = 1.0, pad_id: int = 0, batch_size: int = 8,
@@ -89,6 +146,10 @@ def score_tokens(model, prompt_ids: Sequence[Sequence[int]], completion_ids: Seq
         float32 CPU tensors of shape ``(len(completion),)``.
     """
     dev = next(model.parameters()).device
+    head = _output_head(model)
+    if head is not None:  # keep each forward's (B, T+1, V) logits within the budget
+        longest = max((len(c) for c in completion_ids), default=1) + 1
+        batch_size = max(1, min(batch_size, LOGIT_BUDGET // (longest * head.weight.shape[0])))
     out: list[TokenStats] = []
     for s in range(0, len(prompt_ids), batch_size):
         ps, cs = prompt_ids[s : s + batch_size], completion_ids[s : s + batch_size]
@@ -143,13 +204,16 @@ class HFSampler:
     """Drop ended rows from the decoding batch once at most this share of it is still generating
     (each drop copies the cache once)."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 1024):
+    def __init__(self, model, tokenizer, batch_size: int = 1024, stop_ids: Sequence[int] | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
-        self._keeps_last = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self.stop_ids = tuple(stop_ids) if stop_ids is not None else stop_token_ids(tokenizer, model)
+        """Generation of a row ends at any of these (EOS and the chat end-of-turn tokens)."""
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT wrapper takes **kwargs
+        self._keeps_last = "logits_to_keep" in inspect.signature(inner.forward).parameters
 
     @property
     def device(self) -> torch.device:
@@ -221,6 +285,7 @@ class HFSampler:
         next_pos = pos[:, -1:] + 1  # (B, 1)
         # outputs in batch order; the decoding state below holds only the rows still in the batch
         out = {k: torch.zeros((B, T), dtype=torch.float32, device=dev) for k in STAT_NAMES}
+        stop = torch.tensor(self.stop_ids, dtype=torch.long, device=dev)  # (S,)
         toks = torch.full((B, T), self.pad_id, dtype=torch.long, device=dev)  # (B, T)
         mask = torch.zeros((B, T), dtype=torch.bool, device=dev)  # (B, T)
         rows = torch.arange(B, device=dev)  # (b,) batch rows still decoding
@@ -238,7 +303,7 @@ class HFSampler:
             mask[:, t].index_copy_(0, rows, ~done)
             for k, v in st.items():
                 out[k][:, t].index_copy_(0, rows, v)
-            done |= tok == self.eos_id
+            done |= torch.isin(tok, stop)
             n, live = t + 1, int((~done).sum())
             if n == T or live == 0:
                 break
@@ -253,7 +318,7 @@ class HFSampler:
         mask = mask[:, :n]
         toks = toks[:, :n]
         stats = {k: v[:, :n].masked_fill_(~mask, 0.0).cpu() for k, v in out.items()}  # each (B, n); 0 after the end
-        ended = ((toks == self.eos_id) & mask).any(1)  # (B,)
+        ended = (torch.isin(toks, stop) & mask).any(1)  # (B,)
         return {"stats": stats, "tok": toks.cpu(), "mask": mask.cpu(), "truncated": (~ended).cpu()}
 
 

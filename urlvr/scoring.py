@@ -38,8 +38,11 @@ from urlvr.watch.oracle import oracle_metrics
 __all__ = ["completions_from_batch", "build_groups", "Scores", "score_groups", "step_metrics"]
 
 
-def completions_from_batch(batch: RolloutBatch, rules: AnswerRules, eos_id: int | None) -> list[Completion]:
-    """One :class:`Completion` per row of a rollout (padding cut off, every statistic of the rollout)."""
+def completions_from_batch(batch: RolloutBatch, rules: AnswerRules) -> list[Completion]:
+    """One :class:`Completion` per row of a rollout (padding cut off, every statistic of the rollout).
+
+    ``ends_with_eos``: the row ended at a stop token (EOS or a chat end-of-turn), i.e. was not truncated.
+    """
     out = []
     for i in range(len(batch)):
         m = batch.mask[i]
@@ -47,7 +50,7 @@ def completions_from_batch(batch: RolloutBatch, rules: AnswerRules, eos_id: int 
         out.append(Completion(
             text=batch.texts[i], answer=rules.extract(batch.texts[i]), token_ids=ids,
             stats={k: batch.stats[k][i][m] for k in STAT_NAMES if k in batch.stats},
-            truncated=bool(batch.truncated[i]), ends_with_eos=bool(len(ids) and ids[-1] == eos_id),
+            truncated=bool(batch.truncated[i]), ends_with_eos=bool(len(ids)) and not bool(batch.truncated[i]),
         ))
     return out
 

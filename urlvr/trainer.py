@@ -18,6 +18,7 @@ uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -40,31 +41,20 @@ from urlvr.evaluation.harness import sample_problems
 from urlvr.evaluation.metrics import summarize
 from urlvr.grading import shared_grader
 from urlvr.io import append_jsonl, atomic_folder, atomic_write, read_jsonl, write_json, write_text
-from urlvr.loading import load_model, pick_dtype, resolve_model
+from urlvr.loading import is_adapter, load_model, pick_dtype, resolve_model
 from urlvr.loss import aggregate, kl_k3, loss_normaliser, policy_loss
 from urlvr.rewards.base import check_options, get_reward
-from urlvr.rollout import HFSampler, pack
+from urlvr.prompts import Renderer
+from urlvr.rollout import HFSampler, completion_logprobs, pack
 from urlvr.scoring import build_groups, completions_from_batch, score_groups, step_metrics
 from urlvr.seeds import derive_seed, rng
-from urlvr.stats import sampled_logprobs, token_entropy
 from urlvr.tasks import get_task
+from urlvr.tracking import Sink, open_sink
 from urlvr.types import Example, Group, RolloutBatch, SamplingSettings
 from urlvr.watch.detector import CollapseDetector
 from urlvr.watch.health import group_clusters
 
-__all__ = ["train", "Trainer", "Step", "completion_logprobs", "summarize_run"]
-
-
-def completion_logprobs(model, ids: torch.Tensor, att: torch.Tensor, P: int, tokens: torch.Tensor,
-                        temperature: float, with_entropy: bool = False):
-    """Log-probs (B, T) of the completion tokens under ``model`` (and entropies if asked), one forward."""
-    pos = (att.cumsum(-1) - 1).clamp(min=0)
-    T = tokens.shape[1]
-    # only the last T+1 positions go through the LM head: what matters for real vocabularies and prompts
-    logits = model(input_ids=ids, attention_mask=att, position_ids=pos, logits_to_keep=T + 1).logits  # (B, T+1, V)
-    z = logits[:, :-1, :].float()  # (B, T, V): the logits that produced each completion token
-    lp = sampled_logprobs(z, tokens, temperature)  # (B, T)
-    return (lp, token_entropy(z, temperature)) if with_entropy else (lp, None)
+__all__ = ["train", "Trainer", "Step", "summarize_run", "with_lora"]
 
 
 @dataclass
@@ -103,15 +93,28 @@ class Trainer:
         self.grader = shared_grader(cfg.grader_workers, cfg.grader_timeout)
         self.rules = self.task.rules(cfg.equivalence, self.grader.clusterer())  # what label-free groups carry
         self.model, self.tok = load_model(model_path, cfg.device, "float32")
+        self.render = Renderer(self.task.prompt, self.tok, cfg.chat, cfg.system_prompt)  # every prompt goes through it
         self.device = next(self.model.parameters()).device
         amp = pick_dtype(cfg.dtype, self.device)
         self.amp = torch.autocast(self.device.type, dtype=amp) if amp != torch.float32 else nullcontext()
-        self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
+        if cfg.lora_rank and is_adapter(model_path):
+            raise UrlvrError(f"{model_path} is a LoRA adapter checkpoint; new adapters would be saved against its "
+                             "base model without these ones. Train it with lora_rank=0, or merge it first")
+        if cfg.lora_rank:  # the reference is the base model with the adapters off: no second copy
+            self.model, self.ref = with_lora(self.model, cfg), None
+        else:
+            self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
+        if cfg.gradient_checkpointing:  # transformers 5.2x renamed it (5.1x, as on the GPU machine, has the old name)
+            if hasattr(self.model, "activation_checkpointing_enable"):
+                self.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.dist = Dist(self.device)
         if cfg.prompts_per_step % self.dist.world:
             raise UrlvrError(f"prompts_per_step ({cfg.prompts_per_step}) is not divisible by the number of processes "
                              f"({self.dist.world}); groups are never split across processes, so choose a multiple")
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=cfg.lr,
+                                     weight_decay=cfg.weight_decay)
         self.model, self.opt = self.dist.prepare(self.model, self.opt)
         self.policy = self.dist.unwrap(self.model)  # the bare model: sampling, saving
         self.sampler = HFSampler(self.policy, self.tok)
@@ -128,6 +131,8 @@ class Trainer:
         self.history: list[dict] = []
         """Every row logged so far (after a resume: from the run's metrics.jsonl)."""
         self.stop_reason = "not started"
+        self.sink: Sink = Sink()
+        """Tracking sink fed by the same rows as metrics.jsonl (``report_to``; rank 0)."""
 
     # ---- one step, top to bottom -------------------------------------------------------------------
     def train_step(self, step: int) -> Step:
@@ -136,14 +141,14 @@ class Trainer:
         examples = rng(cfg.seed, "problems", step).sample(self.train_set, min(cfg.prompts_per_step, len(self.train_set)))
         examples = self.dist.shard(examples)  # this process's whole groups
         # 1. generate: n_votes completions per prompt, with the old policy's per-token statistics
-        prompts = [self.task.prompt(e.problem) for e in examples]
+        prompts = [self.render(e.problem) for e in examples]
         self.model.eval()
         with self.amp:
             seeds = [derive_seed(cfg.seed, "rollout", e.problem.id, step) for e in examples for _ in range(cfg.n_votes)]
             batch = self.sampler.generate([p for p in prompts for _ in range(cfg.n_votes)], self.settings, seed=seeds)
         t_gen = time.perf_counter() - t0
         # 2. score: whole groups to the reward; gold (checked in one batch) only to gold rewards and the oracle
-        comps = completions_from_batch(batch, self.rules, self.tok.eos_token_id)
+        comps = completions_from_batch(batch, self.rules)
         groups, labeled = build_groups(self.task, self.rules, examples, prompts,
                                        [comps[g * cfg.n_votes : (g + 1) * cfg.n_votes] for g in range(len(examples))],
                                        self.grader, self.policy.config.vocab_size, self.tok.eos_token_id)
@@ -193,10 +198,11 @@ class Trainer:
         micro = cfg.micro_batch_size or mb
         stats: dict[str, float] = {}
         max_tok = cfg.max_new_tokens
-        with torch.no_grad(), self.amp:  # the initial model's log-probs: KL penalty and policy/kl_initial
+        with torch.no_grad(), self.amp, self._initial_model() as ref:  # KL penalty and policy/kl_initial
             ref_lp = torch.cat([
-                completion_logprobs(self.ref, ids[i : i + micro].to(self.device), att[i : i + micro].to(self.device),
-                                    P, batch.tokens[i : i + micro].to(self.device), cfg.temperature)[0].float().cpu()
+                completion_logprobs(ref, ids[i : i + micro].to(self.device), att[i : i + micro].to(self.device),
+                                    P, batch.tokens[i : i + micro].to(self.device), cfg.temperature,
+                                    chunk=cfg.logprob_chunk)[0].float().cpu()
                 for i in range(0, B, micro)])  # (B, T)
         for u in range(cfg.updates_per_step):
             idx = order[u * mb : (u + 1) * mb]
@@ -210,7 +216,8 @@ class Trainer:
                 dev = lambda x: x[j].to(self.device)  # noqa: E731
                 with self.dist.no_sync(self.model, last=s + micro >= mb), self.amp:
                     lp, ent = completion_logprobs(self.model, dev(ids), dev(att), P, dev(batch.tokens),
-                                                  cfg.temperature, with_entropy=cfg.entropy_coef > 0)
+                                                  cfg.temperature, with_entropy=cfg.entropy_coef > 0,
+                                                  chunk=cfg.logprob_chunk)
                     m = dev(mask)
                     loss, info = policy_loss(lp, dev(old_lp), dev(adv), m, cfg.eps_low, cfg.eps_high, cfg.loss_agg,
                                              max_tok, normaliser=norm)
@@ -232,6 +239,15 @@ class Trainer:
         stats["policy/kl_initial"] = float((kl_k3(old_lp, ref_lp) * m).sum() / m.sum().clamp(min=1))
         return stats
 
+    @contextlib.contextmanager
+    def _initial_model(self):
+        """The initial policy: the frozen copy, or with LoRA the same model with its adapters off."""
+        if self.ref is not None:
+            yield self.ref
+        else:
+            with self.policy.disable_adapter():
+                yield self.policy
+
     # ---- validation ------------------------------------------------------------------------------------
     def validate(self) -> dict[str, float]:
         """avg@k, maj@k, pass@k of the current policy on the validation problems (``val/*``)."""
@@ -242,7 +258,8 @@ class Trainer:
         settings = SamplingSettings(cfg.val_temperature, cfg.top_p, cfg.max_new_tokens)
         with self.amp:
             rows = sample_problems(self.sampler, self.task, self.dist.shard(self.val_set), cfg.val_k, settings,
-                                   seed=derive_seed(cfg.seed, "validation", 0), rules=self.rules, grader=self.grader)
+                                   seed=derive_seed(cfg.seed, "validation", 0), rules=self.rules, grader=self.grader,
+                                   render=self.render)
         rows = [r for part in self.dist.gather(rows) for r in part]
         s = summarize(rows, cfg.val_k)
         k = cfg.val_k
@@ -264,27 +281,30 @@ class Trainer:
         """
         cfg = self.cfg
         start = self._open_run(resume)
-        if start == 0:
-            self._log({"step": 0, **self.validate()})
-        self.stop_reason = "completed"
-        for i in range(start, cfg.steps):
-            result = self.train_step(i)
-            n, metrics = result.step, result.metrics
-            last = n == cfg.steps
-            if (cfg.val_every and n % cfg.val_every == 0) or last:
-                metrics.update(self.validate())
-            metrics.update(self.detector.update(n, metrics))
-            self._log(metrics)
-            if self.dist.is_main and cfg.sample_every and (n % cfg.sample_every == 0 or last):
-                self._save_samples(result)
-            fired = cfg.collapse_stop and bool(metrics.get("diag/collapse_fired"))
-            best = cfg.collapse_keep_best and bool(metrics.get("diag/collapse_best"))
-            if cfg.save_every and (n % cfg.save_every == 0 or last or fired or best):
-                result.checkpoint = self.save_checkpoint(n, best=best)
-            yield result
-            if fired:
-                self.stop_reason = f"collapse detected at step {n}"
-                return
+        try:
+            if start == 0:
+                self._log({"step": 0, **self.validate()})
+            self.stop_reason = "completed"
+            for i in range(start, cfg.steps):
+                result = self.train_step(i)
+                n, metrics = result.step, result.metrics
+                last = n == cfg.steps
+                if (cfg.val_every and n % cfg.val_every == 0) or last:
+                    metrics.update(self.validate())
+                metrics.update(self.detector.update(n, metrics))
+                self._log(metrics)
+                if self.dist.is_main and cfg.sample_every and (n % cfg.sample_every == 0 or last):
+                    self._save_samples(result)
+                fired = cfg.collapse_stop and bool(metrics.get("diag/collapse_fired"))
+                best = cfg.collapse_keep_best and bool(metrics.get("diag/collapse_best"))
+                if cfg.save_every and (n % cfg.save_every == 0 or last or fired or best):
+                    result.checkpoint = self.save_checkpoint(n, best=best)
+                yield result
+                if fired:
+                    self.stop_reason = f"collapse detected at step {n}"
+                    return
+        finally:
+            self.sink.close()
 
     def _open_run(self, resume: bool) -> int:
         """Prepare the run folder; returns the step to start from."""
@@ -300,6 +320,10 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             with atomic_write(self.run_dir / "config.yaml") as f:
                 yaml.safe_dump(self.cfg.to_dict(), f, sort_keys=False)
+            first = self.train_set[0].problem
+            write_json(self.run_dir / "prompt.json", {**self.render.describe(first), "problem": first.id,
+                                                      "stop_token_ids": list(self.sampler.stop_ids)})
+            self.sink = open_sink(self.cfg.report_to, self.run_dir, self.cfg.to_dict())
             with atomic_write(metrics_path) as f:  # drop rows logged after the checkpoint we resume from
                 f.writelines(json.dumps(r) + "\n" for r in self.history)
         return start
@@ -308,6 +332,7 @@ class Trainer:
         self.history.append(row)
         if self.dist.is_main:
             append_jsonl(self.run_dir / "metrics.jsonl", [_finite(row)])
+            self.sink.log(row)
 
     def _save_samples(self, result: Step) -> None:
         n = self.cfg.n_votes
@@ -341,21 +366,47 @@ class Trainer:
 
     def load_checkpoint(self) -> int:
         """Load the latest checkpoint of the run folder; returns its step (0 when there is none)."""
-        from transformers import AutoModelForCausalLM
-
         ckpt_root = self.run_dir / "checkpoints"
         latest = ckpt_root / "latest"
         if not latest.is_file():
             return 0
         folder = ckpt_root / latest.read_text().strip()
         state = torch.load(folder / "trainer_state.pt", weights_only=False)
-        loaded = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
-        self.policy.load_state_dict(loaded.state_dict())
+        self._load_weights(folder)
         self.opt.load_state_dict(state["optimizer"])
         self.failed_streak = state["failed_streak"]
         self.detector.load_state_dict(state["collapse"])  # its state; its settings stay the config's
         torch.set_rng_state(state["torch_rng"])
         return int(state["step"])
+
+
+    def _load_weights(self, folder: Path) -> None:
+        """The policy's weights from a checkpoint folder: the whole model, or the LoRA adapters."""
+        if self.cfg.lora_rank:
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            set_peft_model_state_dict(self.policy, load_file(folder / "adapter_model.safetensors"))
+        else:
+            from transformers import AutoModelForCausalLM
+
+            loaded = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+            self.policy.load_state_dict(loaded.state_dict())
+
+
+def with_lora(model, cfg: TrainConfig):
+    """``model`` with LoRA adapters (peft) per the config's ``lora_*`` fields; only the adapters train."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = cfg.lora_targets.strip()
+    modules = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+    try:
+        return get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+                                                lora_dropout=cfg.lora_dropout, target_modules=modules,
+                                                task_type="CAUSAL_LM"))
+    except ValueError as e:
+        raise UrlvrError(f"lora_targets={targets!r}: {str(e).splitlines()[0]}; use all-linear or names of the "
+                         "model's linear layers (q_proj,v_proj for Llama)") from None
 
 
 def _finite(d: dict) -> dict:

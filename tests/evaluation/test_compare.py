@@ -8,9 +8,11 @@ from urlvr.evaluation.compare import compare_results, settings_differences
 def _result(**settings):
     per_problem = [{"id": str(i), "avg@2": [0.0, 0.5], "maj@2": [0.0, 1.0], "pass@2": [0.0, 1.0]} for i in range(4)]
     base = {"k": 2, "n": 2, "seeds": [0, 1], "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8,
-            "system_prompt": None, "chat": False, "template_override": None}
+            "system_prompt": None, "chat": "auto", "template_override": None}
     return {"settings": {**base, **settings}, "grader": {"version": "math-verify==0.9.0;config=v1"},
             "benchmarks": [{"name": "b", "grader": "math", "equivalence": "math", "template": "{question}",
+                            "rendering": {"chat": "auto", "uses_chat_template": False, "system_prompt": None,
+                                          "rendered": "What is 1+1?"},
                             "data": {"task": "jsonl", "sha256": "ab", "options": {}, "split": "all", "problems": 4,
                                      "limit": None, "path": "/x/b.jsonl"},
                             "per_problem": per_problem}]}
@@ -20,7 +22,7 @@ def _result(**settings):
     ({"temperature": 0.6}, "temperature"), ({"top_p": 0.9}, "top_p"), ({"max_new_tokens": 9}, "max_new_tokens"),
     ({"k": 4}, "k"), ({"n": 4}, "n"), ({"seeds": [0, 1, 2]}, "seeds"),
     ({"system_prompt": "Be brief."}, "system_prompt"),
-    ({"chat": True}, "chat"), ({"template_override": "Q: {question}"}, "template_override"),
+    ({"chat": "on"}, "chat"), ({"template_override": "Q: {question}"}, "template_override"),
 ])
 def test_settings_differences_name_each_setting(change, word):
     assert settings_differences(_result(), _result()) == []
@@ -36,6 +38,14 @@ def test_settings_differences_in_data_template_and_grader():
     diffs = settings_differences(_result(), other)
     assert any(d.startswith("b data sha256") for d in diffs) and any(d.startswith("b template") for d in diffs)
     assert any(d.startswith("grader version") for d in diffs) and not any("path" in d for d in diffs)
+
+
+def test_a_different_rendered_prompt_is_refused():
+    other = _result()
+    other["benchmarks"][0]["rendering"] = {"chat": "auto", "uses_chat_template": True, "system_prompt": None,
+                                           "rendered": "<|im_start|>user\nWhat is 1+1?<|im_end|>\n"}
+    diffs = settings_differences(_result(), other)
+    assert len(diffs) == 1 and diffs[0].startswith("b rendering")
 
 
 def test_compare_results_pairs_problems():

@@ -81,29 +81,3 @@ def test_check_schema_names_the_bad_key():
                        ({"a": 1, "b": [], "m": {"avg@2": {"mean": "x"}}}, r"results.m.avg@2.mean")]:
         with pytest.raises(UrlvrError, match=where):
             check_schema(bad, schema)
-
-
-class ChatTokenizer:
-    """Just enough of a tokenizer with a chat template that starts with its BOS, as Llama 3's does."""
-
-    chat_template = "{{ bos }}..."
-    bos_token, bos_token_id = "<s>", 1
-
-    def __call__(self, text):
-        return {"input_ids": [1] + [5] * len(text)}
-
-    def apply_chat_template(self, turns, tokenize, add_generation_prompt):
-        return "<s>" + "".join(f"[{t['role']}]{t['content']}" for t in turns) + "[assistant]"
-
-
-def test_prompt_rendering():
-    from urlvr.evaluation.harness import make_render
-
-    task = get_task("arithmetic", digits=1, ops="+")
-    problem = task.examples("test", 1)[0].problem
-    assert make_render(task, None, None, chat=False)(problem) == task.prompt(problem)
-    assert make_render(task, None, "Be exact.", chat=False)(problem) == f"Be exact.\n\n{task.prompt(problem)}"
-    chat = make_render(task, ChatTokenizer(), "Be exact.", chat=True)(problem)
-    assert chat == f"[system]Be exact.[user]{task.prompt(problem)}[assistant]"  # no second BOS
-    with pytest.raises(UrlvrError, match="no chat template"):
-        make_render(task, object(), None, chat=True)

@@ -32,7 +32,8 @@ def add_eval(e: argparse.ArgumentParser) -> None:
     e.add_argument("--top-p", type=float, default=1.0)
     e.add_argument("--template", default=None, help="prompt template with {question} (default: the task's)")
     e.add_argument("--system-prompt", default=None)
-    e.add_argument("--chat", action="store_true", help="render prompts with the tokenizer's chat template")
+    e.add_argument("--chat", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
+                   help="chat template: auto (the tokenizer's when it has one; default), on (--chat), off")
     e.add_argument("--greedy", action="store_true", help="also report greedy accuracy")
     e.add_argument("--limit", type=int, default=None, help="at most N problems per benchmark")
     e.add_argument("--problems", type=int, default=200, help="problems drawn from a registered task (default 200)")

@@ -21,7 +21,9 @@ __all__ = ["COMPARED_SETTINGS", "settings_differences", "compare_results"]
 COMPARED_SETTINGS = ("k", "n", "seeds", "temperature", "top_p", "max_new_tokens", "system_prompt", "chat",
                      "template_override")
 """Settings two results must share to be compared (besides data, template, grader per benchmark)."""
-COMPARED_BENCHMARK = ("grader", "equivalence", "template")
+COMPARED_BENCHMARK = ("grader", "equivalence", "template", "rendering")
+"""Per benchmark: a different grader, answer classes, template or rendered prompt (chat template, system
+prompt) makes two results incomparable."""
 _DATA_KEYS = ("task", "sha256", "options", "split", "problems", "limit")  # not the path: same bytes, same data
 
 

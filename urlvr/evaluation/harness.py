@@ -32,15 +32,17 @@ from typing import Any, Callable
 from urlvr.config import EvalConfig
 from urlvr.console import Bar, echo
 from urlvr.errors import UrlvrError
+from urlvr.prompts import Renderer
 from urlvr.seeds import derive_seed
 from urlvr.types import AnswerRules, SamplingSettings
 
 __all__ = [
     "evaluate", "sample_problems", "load_benchmark", "Benchmark", "write_results", "load_results", "RESULTS_SCHEMA",
-    "check_schema", "make_render", "weights_digest", "default_out_dir", "SCHEMA_NAME",
+    "check_schema", "weights_digest", "default_out_dir", "SCHEMA_NAME",
 ]
 
-SCHEMA_NAME = "urlvr.eval/1"
+SCHEMA_NAME = "urlvr.eval/2"
+"""2: the rendered prompt of each benchmark is recorded (and compared); chat is auto|on|off."""
 
 
 # ---- sampling and grading ----------------------------------------------------------------------------
@@ -113,19 +115,30 @@ def load_benchmark(spec: str, cfg: EvalConfig) -> Benchmark:
         equivalence = "canonical" if cfg.equivalence == "auto" else cfg.equivalence
         return Benchmark(spec, task, examples, data, f"task:{spec}", equivalence)
     path = Path(spec)
-    if path.suffix not in (".json", ".jsonl"):
+    if path.suffix not in (".json", ".jsonl", ".parquet") and not path.is_dir():
         tasks = ", ".join(t for t in task_names() if t != "jsonl")
-        raise UrlvrError(f"--data {spec!r} is neither a registered task ({tasks}) nor a .json/.jsonl file")
-    if not path.is_file():
+        raise UrlvrError(f"--data {spec!r} is neither a registered task ({tasks}) nor a .json/.jsonl/.parquet file "
+                         "or a save_to_disk folder")
+    if not path.exists():
         raise UrlvrError(f"{path}: file not found; check the --data path")
     task = get_task("jsonl", path=str(path), grader=cfg.grader, template=cfg.template, limit=cfg.limit, **cfg.options)
     examples = task.examples("test", len(task))
     if cfg.grader == "math" and all(len(e.answer or "") == 1 and e.answer in "ABCDEFGHIJ" for e in examples):
         echo(f"warning: every gold answer in {path} is a letter; for multiple choice pass --grader choice")
-    data = {"task": "jsonl", "path": str(path.resolve()), "sha256": sha256_file(path), "options": cfg.options,
+    data = {"task": "jsonl", "path": str(path.resolve()), "sha256": _data_digest(path), "options": cfg.options,
             "split": "all", "problems": len(examples), "limit": cfg.limit}
     equivalence = cfg.equivalence if cfg.equivalence != "auto" else ("math" if cfg.grader == "math" else "canonical")
     return Benchmark(path.stem, task, examples, data, cfg.grader, equivalence)
+
+
+def _data_digest(path: Path) -> str:
+    """sha256 of a data file, or of a folder's files (names and contents, sorted)."""
+    if path.is_file():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path)}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()
 
 
 # ---- model ----------------------------------------------------------------------------------------
@@ -138,26 +151,6 @@ def weights_digest(folder: Path) -> tuple[str, list[dict]]:
     for f in files:
         h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
     return h.hexdigest(), [{"name": f.name, "bytes": f.stat().st_size} for f in files]
-
-
-def make_render(task, tokenizer, system_prompt: str | None, chat: bool) -> Callable:
-    """``problem -> prompt text``: the task template, then the system prompt or the chat template."""
-    if not chat:
-        if system_prompt is None:
-            return task.prompt
-        return lambda problem: f"{system_prompt}\n\n{task.prompt(problem)}"
-    if not getattr(tokenizer, "chat_template", None):
-        raise UrlvrError("--chat: the model's tokenizer has no chat template; drop --chat")
-    bos = tokenizer.bos_token
-    adds_bos = bos is not None and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]
-
-    def render(problem) -> str:
-        turns = [{"role": "system", "content": system_prompt}] if system_prompt is not None else []
-        turns.append({"role": "user", "content": task.prompt(problem)})
-        text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-        return text[len(bos):] if adds_bos and text.startswith(bos) else text  # the sampler adds BOS
-
-    return render
 
 
 def package_versions() -> dict[str, str]:
@@ -195,7 +188,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> tuple[dict, list[dict]]:
     model, tok = load_model(path, cfg.device, cfg.dtype)
     device = pick_device(cfg.device)
     grader = shared_grader(cfg.grader_workers, cfg.grader_timeout)
-    sampler = HFSampler(model, tok, batch_size=cfg.batch_size)
+    sampler = HFSampler(model, tok, batch_size=cfg.batch_size)  # stops at EOS and chat end-of-turn tokens
     seeds, n = list(range(cfg.seeds)), cfg.n_samples
     sampled = SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
     greedy = SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_new_tokens, greedy=True)
@@ -205,7 +198,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> tuple[dict, list[dict]]:
     samples, records = [], []
     with Bar(calls, "eval", unit="batch", enabled=progress) as bar:
         for b in benches:
-            render = make_render(b.task, tok, cfg.system_prompt, cfg.chat)
+            render = Renderer(b.task.prompt, tok, cfg.chat, cfg.system_prompt)
             rules = b.task.rules(b.equivalence, grader.clusterer())
             run = dict(sampler=sampler, bench=b, render=render, rules=rules, grader=grader, bar=bar)
             rows = _sample(**run, n=n, settings=sampled, seeds=seeds, per_call=per_call)
@@ -214,7 +207,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> tuple[dict, list[dict]]:
             ids = [e.problem.id for e in b.examples]
             metrics, table = benchmark_metrics(rows, cfg.k, n, ids, seeds, greedy_rows)
             records.append({"name": b.name, "data": b.data, "grader": b.grader, "equivalence": b.equivalence,
-                            "template": b.task.template, "metrics": metrics, "per_problem": table,
+                            "template": b.task.template, "rendering": render.describe(b.examples[0].problem),
+                            "metrics": metrics, "per_problem": table,
                             "cross_check": _cross_check(b, rows, grader) if cfg.cross_check else None})
             samples += [{"benchmark": b.name, **r} for r in rows + greedy_rows]
     results = {
@@ -304,7 +298,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
     "model": {"name": str, "path": str, "weights_sha256": str, "weights_files": [{"name": str, "bytes": int}]},
     "settings": {
         "k": int, "n": int, "seeds": [int], "temperature": _NUM, "top_p": _NUM, "max_new_tokens": int,
-        "greedy": bool, "system_prompt": _STR_OR_NONE, "chat": bool, "template_override": _STR_OR_NONE,
+        "greedy": bool, "system_prompt": _STR_OR_NONE, "chat": str, "template_override": _STR_OR_NONE,
         "batch_size": int, "device": str, "dtype": str,
         "bootstrap": {"resamples": int, "permutations": int, "seed": int, "level": _NUM},
     },
@@ -315,6 +309,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
         "data": {"task": str, "path": _STR_OR_NONE, "sha256": str, "options": dict, "split": str,
                  "problems": int, "limit": (int, type(None))},
         "grader": str, "equivalence": str, "template": str,
+        "rendering": {"chat": str, "uses_chat_template": bool, "system_prompt": _STR_OR_NONE, "rendered": str},
         "metrics": {"*": _METRIC},
         "per_problem": [{"id": str, "*": (list, bool)}],
         "cross_check": (dict, type(None)),

@@ -425,20 +425,25 @@ class _Scorer(HFSampler):
         raise UrlvrError("under TRL a reward may score continuations but not sample; train it with 'urlvr train'")
 
 
-def task_dataset(task: Task | str, split: str = "train", n: int = 256, seed: int = 0, with_answers: bool = True):
+def task_dataset(task: Task | str, split: str = "train", n: int = 256, seed: int = 0, with_answers: bool = True,
+                 tokenizer: Any = None, chat: str = "auto", system_prompt: str | None = None):
     """A TRL prompt dataset of a urlvr task's ``split``.
 
-    Columns: ``prompt`` (the task's template), ``id``, ``question``, ``kind``, ``data`` (JSON text of
-    the public problem data) and, with ``with_answers``, ``answer`` (gold: for gold rewards and
-    oracle metrics only).
+    Columns: ``prompt`` (rendered exactly as ``urlvr train`` renders it when ``tokenizer`` is given:
+    :class:`urlvr.prompts.Renderer` with ``chat`` and ``system_prompt``; else the task's template),
+    ``id``, ``question``, ``kind``, ``data`` (JSON text of the public problem data) and, with
+    ``with_answers``, ``answer`` (gold: for gold rewards and oracle metrics only).
     """
     from datasets import Dataset
 
+    from urlvr.prompts import Renderer
+
     task = get_task(task) if isinstance(task, str) else task
+    render = Renderer(task.prompt, tokenizer, chat, system_prompt) if tokenizer is not None else task.prompt
     rows = []
     for ex in task.examples(split, n, seed=seed):
         p = ex.problem
-        row = {"prompt": task.prompt(p), "id": p.id, "question": p.question, "kind": p.kind,
+        row = {"prompt": render(p), "id": p.id, "question": p.question, "kind": p.kind,
                "data": json.dumps(p.data, sort_keys=True)}
         if with_answers:
             row["answer"] = ex.answer

@@ -13,10 +13,11 @@ in the completion (:func:`urlvr.answers.extract_boxed`).
 
 from __future__ import annotations
 
+import functools
 import random
 from typing import Any, Callable, ClassVar, Sequence
 
-from urlvr.answers import boxed, extract_boxed, strip_spaces
+from urlvr.answers import FALLBACKS, boxed, extract_boxed, extract_with_fallbacks, strip_spaces
 from urlvr.errors import UrlvrError
 from urlvr.seeds import rng as seeded_rng
 from urlvr.types import AnswerRules, Example, Problem
@@ -40,6 +41,9 @@ class Task:
     name: ClassVar[str] = ""
     template: str = "{question}\n"
     """Prompt template; ``{question}`` is replaced by the problem's question."""
+    fallback: tuple[str, ...] = ()
+    """Answer fallbacks tried when the completion has no answer in the task's format
+    (:data:`urlvr.answers.FALLBACKS`: ``answer_is``, ``last_number``); set with the task option ``fallback``."""
 
     # ---- problems -------------------------------------------------------------------------
     def examples(self, split: str, n: int, seed: int = 0) -> list[Example]:
@@ -64,13 +68,20 @@ class Task:
         override this; the default is the last ``\\boxed{}``, whitespace-free keys, no verifier."""
         return {"extract": extract_boxed, "canonical": strip_spaces, "verify": None}
 
+    def _functions(self) -> dict[str, Callable]:
+        """:meth:`answer_functions` with the fallbacks folded into ``extract`` (still a partial of module functions)."""
+        fns = self.answer_functions()
+        if self.fallback:
+            fns["extract"] = functools.partial(extract_with_fallbacks, primary=fns["extract"], fallbacks=self.fallback)
+        return fns
+
     def rules(self, equivalence: str = "canonical", math: Callable | None = None) -> AnswerRules:
         """The answer rules a label-free group carries (no task object, no gold)."""
-        return AnswerRules(**self.answer_functions(), equivalence=equivalence, math=math)
+        return AnswerRules(**self._functions(), equivalence=equivalence, math=math)
 
     def extract(self, completion: str) -> str | None:
         """The answer stated in a completion, or None (malformed or no answer)."""
-        return self.answer_functions()["extract"](completion)
+        return self._functions()["extract"](completion)
 
     def canonical(self, answer: str) -> str:
         """Voting key: equal keys mean the same answer."""
@@ -141,10 +152,20 @@ def get_task_class(name: str) -> Callable[..., Task]:
 
 
 def get_task(name: str, **options: Any) -> Task:
-    """Build a registered task; unknown names or options raise one clear UrlvrError."""
+    """Build a registered task; unknown names or options raise one clear UrlvrError.
+
+    Every task takes the option ``fallback``: a fallback name or list of them (:attr:`Task.fallback`).
+    """
     if name not in _REGISTRY:
         raise UrlvrError(f"unknown task {name!r}; choose one of: {', '.join(task_names())}")
+    fallback = options.pop("fallback", ())
+    fallback = (fallback,) if isinstance(fallback, str) else tuple(fallback or ())
+    unknown = [f for f in fallback if f not in FALLBACKS]
+    if unknown:
+        raise UrlvrError(f"unknown answer fallback {unknown[0]!r}; choose from: {', '.join(FALLBACKS)}")
     try:
-        return _REGISTRY[name](**options)
+        task = _REGISTRY[name](**options)
     except TypeError as e:
         raise UrlvrError(f"bad options for task {name!r}: {e}") from None
+    task.fallback = fallback
+    return task

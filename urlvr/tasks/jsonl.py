@@ -1,9 +1,13 @@
-r"""``jsonl``: problems loaded from a JSON or JSONL benchmark file (MATH-500, AIME, AMC, GPQA...).
+r"""``jsonl``: problems loaded from a benchmark file (MATH-500, AIME, AMC, GPQA...) in any common format.
 
-One object per line (``.jsonl``) or a JSON list of objects (``.json``). Fields are named by options:
-``question_field`` (default ``prompt``), ``answer_field`` (``answer``; None for an unlabelled file)
-and ``id_field`` (``id``; a row without it gets its 0-based row index). A malformed line or a missing
-field raises a :class:`~urlvr.errors.UrlvrError` naming the file, the line and the option to set.
+Formats, by path: one object per line (``.jsonl``), a JSON list of objects (``.json``), a Parquet file
+(``.parquet``: the format of verl and TTRL) or a folder written by ``datasets.Dataset.save_to_disk``.
+Fields are named by options: ``question_field`` (default ``prompt``), ``answer_field`` (``answer``; None
+for an unlabelled file) and ``id_field`` (``id``; a row without it gets its 0-based row index). A field
+may be a dotted path into nested records (verl's ``reward_model.ground_truth``), and a question that is a
+chat conversation (a list of ``{"role", "content"}`` messages, verl's ``prompt``) reads as the content of
+its last user message. A malformed line or a missing field raises a :class:`~urlvr.errors.UrlvrError`
+naming the file, the row and the option to set.
 
 A benchmark file has no splits: every split returns the same rows, in file order, and the seed is
 ignored (``examples(split, n)`` is the first ``n`` rows; ``limit`` caps the file).
@@ -101,7 +105,8 @@ class FileTask(Task):
         records, where = self._read()
         examples, ids = [], {}
         for index, (row, loc) in enumerate(zip(records, where)):
-            pid = str(row[self.id_field]) if self.id_field in row else str(index)
+            pid = _lookup(row, self.id_field)
+            pid = str(index) if pid is None or isinstance(pid, (dict, list)) else str(pid)
             if pid in ids:
                 raise UrlvrError(f"{self.path}:{loc}: duplicate id {pid!r} (also at {ids[pid]}); "
                                  "make ids unique or set id_field to another field")
@@ -114,7 +119,12 @@ class FileTask(Task):
         return examples
 
     def _read(self) -> tuple[list[dict], list[str]]:
-        """Rows and their locations (``line N`` for JSONL, ``item N`` for a JSON list)."""
+        """Rows and their locations (``line N`` for JSONL, ``item N`` for a JSON list, ``row N`` for tables)."""
+        if not self.path.exists():
+            raise UrlvrError(f"jsonl: {self.path} not found; check the path")
+        if self.path.is_dir() or self.path.suffix == ".parquet":
+            rows = _read_table(self.path)
+            return rows, [f"row {i}" for i in range(len(rows))]
         if self.path.suffix == ".json":
             data = read_json(self.path)
             if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
@@ -126,7 +136,12 @@ class FileTask(Task):
         return rows, lines
 
     def _field(self, row: dict[str, Any], name: str, option: str, loc: str) -> str:
-        value = row.get(name)
+        value = _lookup(row, name)
+        if isinstance(value, list) and value and all(isinstance(m, dict) and "content" in m for m in value):
+            users = [m for m in value if m.get("role", "user") == "user"]
+            value = (users or value)[-1]["content"]  # a chat conversation: its last user turn
+        if isinstance(value, list) and len(value) == 1 and not isinstance(value[0], (dict, list)):
+            value = value[0]  # a one-element list of answers
         if value is None or isinstance(value, (dict, list)):
             fields = ", ".join(sorted(row))
             raise UrlvrError(f"{self.path}:{loc}: missing field {name!r} (fields: {fields}); "
@@ -161,6 +176,39 @@ class FileTask(Task):
             gold = self.canonical(example.answer or "A")
             return rng.choice([c for c in "ABCD" if c != gold])
         return super().near_miss(example, rng)
+
+
+def _lookup(row: dict[str, Any], name: str) -> Any:
+    """``row[name]``, following a dotted path into nested records (None when absent)."""
+    value: Any = row
+    for part in name.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _read_table(path: Path) -> list[dict]:
+    """Rows of a Parquet file or a ``save_to_disk`` folder as plain dicts (one line on a bad file)."""
+    try:
+        if path.is_dir():
+            from datasets import load_from_disk
+
+            data = load_from_disk(str(path))
+            if hasattr(data, "keys") and not hasattr(data, "to_list"):  # a DatasetDict: one split must be chosen
+                splits = list(data.keys())
+                if len(splits) != 1:
+                    raise UrlvrError(f"jsonl: {path} holds the splits {', '.join(splits)}; give the folder of one "
+                                     f"split, e.g. {path / splits[0]}")
+                data = data[splits[0]]
+            return data.to_list()
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    except UrlvrError:
+        raise
+    except Exception as e:  # noqa: BLE001  (any reader failure is a bad file)
+        kind = "a datasets folder (save_to_disk)" if path.is_dir() else "a Parquet file"
+        raise UrlvrError(f"jsonl: {path} is not {kind} that can be read ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:160]})") from None
 
 
 def _check_template(template: str) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import random
 import time
 from collections import Counter, defaultdict
@@ -32,14 +31,14 @@ import torch
 
 from urlvr.config import PRIORS, PriorConfig
 from urlvr.errors import UrlvrError
-from urlvr.io import atomic_folder, write_json
+from urlvr.io import atomic_folder, cache_root, write_json
 
 __all__ = ["PriorConfig", "PRIORS", "build_prior", "prior_card", "cache_dir", "format_card", "parse_model"]
 
 
 def cache_dir() -> Path:
     """Where testbed models live: ``$URLVR_CACHE`` or ``~/.cache/urlvr``."""
-    return Path(os.environ.get("URLVR_CACHE", Path.home() / ".cache" / "urlvr")) / "testbed"
+    return cache_root() / "testbed"
 
 
 def _targets(task, examples, spec: PriorConfig, rng: random.Random) -> list[str]:

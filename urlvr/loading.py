@@ -270,6 +270,7 @@ def load_model(path: str | os.PathLike, device: str = "auto", dtype: str = "auto
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(p), is_trainable=False).merge_and_unload()
+        model.requires_grad_(True)  # peft froze the base weights; a loaded model trains like any other
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

@@ -134,3 +134,68 @@ def test_bad_options(tmp_path, options):
 def test_empty_file(tmp_path):
     with pytest.raises(UrlvrError, match="no problems"):
         FileTask(_write(tmp_path, "empty.jsonl", [""]))
+
+
+def _verl_rows():
+    """Rows in verl/TTRL's layout: a chat-message prompt and the answer nested under reward_model."""
+    return [{"prompt": [{"role": "system", "content": "Be exact."}, {"role": "user", "content": f"What is {i}+{i}?"}],
+             "reward_model": {"ground_truth": str(2 * i), "style": "rule"}, "extra_info": {"index": i}}
+            for i in range(1, 5)]
+
+
+VERL = dict(question_field="prompt", answer_field="reward_model.ground_truth", id_field="extra_info.index")
+
+
+def _read_all(path, **options):
+    task = get_task("jsonl", path=str(path), grader="exact", **options)
+    return [(e.problem.id, e.problem.question, e.answer) for e in task.examples("test", len(task))]
+
+
+def test_parquet_and_save_to_disk_read_like_jsonl(tmp_path):
+    import datasets
+
+    rows = _verl_rows()
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "d.parquet"))
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))
+    want = [(str(i), f"What is {i}+{i}?", str(2 * i)) for i in range(1, 5)]  # the last user turn, nested fields
+    for path in ("d.jsonl", "d.parquet", "saved"):
+        assert _read_all(tmp_path / path, **VERL) == want, path
+
+
+def test_bad_table_files_are_one_line(tmp_path):
+    import datasets
+
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(UrlvrError, match="bad.parquet is not a Parquet file that can be read"):
+        _read_all(tmp_path / "bad.parquet")
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(_verl_rows()),
+                          "test": datasets.Dataset.from_list(_verl_rows())}).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(UrlvrError, match="holds the splits train, test; give the folder of one split"):
+        _read_all(tmp_path / "dd", **VERL)
+    assert len(_read_all(tmp_path / "dd" / "test", **VERL)) == 4
+    rows = _verl_rows()
+    del rows[2]["reward_model"]["ground_truth"]
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "missing.parquet"))
+    with pytest.raises(UrlvrError, match=r"missing.parquet:row 2: missing field 'reward_model.ground_truth'"):
+        _read_all(tmp_path / "missing.parquet", **VERL)
+
+
+@pytest.mark.parametrize("fallback, completion, answer", [
+    ((), "The answer is 8.", None),
+    (("answer_is",), "The answer is 8.", "8"),
+    (("answer_is",), "So \\boxed{7}. The answer is 8.", "7"),  # the box always wins
+    (("last_number",), "4 plus 4 makes 8", "8"),
+    (("answer_is", "last_number"), "4 plus 4 makes 8", "8"),
+    (("answer_is", "last_number"), "no idea", None),
+])
+def test_answer_fallbacks_are_a_task_option(tmp_path, fallback, completion, answer):
+    (tmp_path / "d.jsonl").write_text(json.dumps({"prompt": "What is 4+4?", "answer": "8"}) + "\n")
+    task = get_task("jsonl", path=str(tmp_path / "d.jsonl"), grader="math", fallback=list(fallback))
+    assert task.extract(completion) == answer
+    assert task.rules().extract(completion) == answer  # what label-free groups carry
+
+
+def test_unknown_fallback_is_refused(tmp_path):
+    with pytest.raises(UrlvrError, match="unknown answer fallback 'last_word'; choose from: answer_is, last_number"):
+        get_task("arithmetic", fallback="last_word")

@@ -233,7 +233,8 @@ def _check_device(name: str, device: str) -> None:
 class TrainConfig(Config):
     # ---- model and data -----------------------------------------------------------------------
     model: str = "testbed:aligned"
-    """A local checkpoint folder, or ``testbed:PRIOR[:TASK[:SIZE]]`` (built and cached on first use)."""
+    """A checkpoint or run folder, a ``.gguf`` file, a built-in real model (``smollm2``) or
+    ``testbed:PRIOR[:TASK[:SIZE]]`` (built, converted and cached on first use; docs/models.md)."""
     task: str = "arithmetic"
     """Registered task name (``urlvr tasks`` lists them); ``jsonl`` loads a file (see task_options)."""
     task_options: dict[str, Any] = field(default_factory=dict)
@@ -301,6 +302,7 @@ class TrainConfig(Config):
     lora_alpha: float = 16.0
     """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
     lora_dropout: float = 0.0
+    """Dropout on the input of each LoRA branch in the update passes (peft's lora_dropout)."""
     lora_targets: str = "all-linear"
     """Modules that get adapters: ``all-linear`` or comma-separated names, e.g. ``q_proj,v_proj``."""
     gradient_checkpointing: bool = False
@@ -465,7 +467,7 @@ class EvalConfig(Config):
     """Everything that determines an evaluation (recorded in ``results.json``)."""
 
     model: str
-    """Local checkpoint folder or ``testbed:PRIOR[:TASK[:SIZE]]``."""
+    """A checkpoint or run folder, a ``.gguf`` file, ``smollm2`` or ``testbed:PRIOR[:TASK[:SIZE]]``."""
     data: tuple[str, ...]
     """Benchmarks: registered task names or ``.json``/``.jsonl`` paths."""
     k: int = 8

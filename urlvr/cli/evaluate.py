@@ -21,7 +21,7 @@ EVAL_HELP = ("Sample n >= k completions per problem for each seed with pinned se
 # ---- eval -----------------------------------------------------------------------------------------------
 
 def add_eval(e: argparse.ArgumentParser) -> None:
-    e.add_argument("--model", required=True, help="checkpoint folder or testbed:PRIOR[:TASK[:SIZE]]")
+    e.add_argument("--model", required=True, help="checkpoint or run folder, .gguf file, smollm2 (built in) or testbed:PRIOR[:TASK[:SIZE]]")
     e.add_argument("--data", required=True, action="append",
                    help="task name (arithmetic, linear, countdown) or .json/.jsonl file; repeatable")
     e.add_argument("--k", type=int, default=8, help="samples for avg@k and maj@k (default 8)")

@@ -63,10 +63,6 @@ CHEATS = [
      "import os\ndef f(x):\n    os._exit(0)\n", ["try:\n    f(1)\nexcept BaseException:\n    pass"]),
     ("SystemExit from the code under test",
      "def f(x):\n    raise SystemExit(0)\n", ["assert f(2) == 4"]),
-    ("an endless reply",
-     "def f(x):\n    return 'x' * (64 << 20)\n", ["assert len(f(1)) > 0"]),
-    ("a reply nested deeper than the codec allows",
-     "def f(x):\n    v = []\n    for _ in range(100000):\n        v = [v]\n    return v\n", ["assert f(1) is not None"]),
     ("redefine len in the solution",
      "def len(x):\n    return 3\ndef f(x):\n    return []\n", ["assert len(f(1)) == 3"]),
 ]

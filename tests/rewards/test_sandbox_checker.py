@@ -46,6 +46,8 @@ CASES = [
     ("a loop of asserts", "def f(x):\n    return x * x\n", ["for i in range(20):\n    assert f(i) == i * i"], 1),
     ("stdout of the code is not the channel", "print('hello')\ndef f():\n    print('{\"ok\": 1}')\n    return 2\n",
      ["assert f() == 2"], 1),
+    ("a test's own print cannot garble the results", "def f():\n    return 1\n",
+     ["print('x', end='')\nassert f() == 1", "import sys\nsys.stdout.write('y')\nassert f() == 1"], 2),
     ("a missing name is a NameError", "def g():\n    return 1\n", ["assert f() == 1", "assert g() == 1"], 1),
     ("instances never compare by their own ==",
      "class P:\n    def __init__(self, x):\n        self.x = x\n    def __eq__(self, o):\n        return self.x == o.x\n"

@@ -67,7 +67,7 @@ def test_checker_semantics(case, code, tests, passed):
 
 def test_numpy_scalars_become_python_numbers():
     pytest.importorskip("numpy")
-    r = Sandbox(timeout_s=10.0, memory_mb=2048).run(
+    r = Sandbox(timeout_s=10.0).run(
         "import numpy as np\ndef f():\n    return np.int64(3)\ndef g():\n    return np.arange(3)\n",
         ["assert f() == 3", "assert g().tolist() == [0, 1, 2]", "assert g() == [0, 1, 2]"])
     assert (r.passed, r.failures) == (2, ("test 2: AssertionError",)), r

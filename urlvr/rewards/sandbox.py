@@ -804,7 +804,9 @@ def _view() -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def _env(folder: str) -> dict[str, str]:
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": folder, "TMPDIR": folder}
+    # one thread per BLAS/OpenMP pool: RLIMIT_NPROC counts threads, and a sandbox should not take every core
+    single = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": folder, "TMPDIR": folder, **single}
 
 
 @functools.lru_cache(maxsize=1)
@@ -862,8 +864,8 @@ class Sandbox:
     max_open_files: int = 64
     max_file_mb: int = 16
     """Largest file the code may write; its working folder holds at most 4 × this."""
-    max_processes: int = 16
-    """``RLIMIT_NPROC`` in the jail (its own user namespace); not applied without the jail."""
+    max_processes: int = 32
+    """``RLIMIT_NPROC`` in the jail (processes *and threads* of its user namespace); not applied without the jail."""
     network: str = "auto"
     """One of :data:`NETWORK_MODES`."""
 

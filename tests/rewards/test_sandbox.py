@@ -1,4 +1,6 @@
-"""The code sandbox: limits, kills and refusals (a guard, not a security boundary; see its docstring)."""
+"""The code sandbox: limits, kills and refusals, in the jail and in the unprotected guard mode.
+
+Attacks are in test_sandbox_attacks.py, the checker's semantics in test_sandbox_checker.py."""
 
 import os
 import tempfile
@@ -7,7 +9,7 @@ import time
 import pytest
 
 from urlvr.errors import UrlvrError
-from urlvr.rewards.sandbox import Sandbox, _namespace_prefix, extract_code
+from urlvr.rewards.sandbox import Sandbox, _jail_probe, extract_code
 
 FAST = Sandbox(timeout_s=5.0, cpu_s=2)
 
@@ -31,39 +33,49 @@ def test_cpu_limit_kills_a_busy_loop():
 
 
 def test_tests_passed_before_a_crash_are_kept():
-    r = FAST.run("def f():\n    return 1\n", ["assert f() == 1", "import os; os._exit(0)", "assert True"])
+    code = "import os\ndef f():\n    return 1\ndef boom():\n    os._exit(0)\n"
+    r = FAST.run(code, ["assert f() == 1", "boom()", "assert True"])
     assert (r.passed, r.status) == (1, "crashed")
+    assert r.failures == ("test 1: SandboxLost", "test 2: SandboxLost")
 
 
-@pytest.mark.parametrize("network", ["guard", "auto"])
-def test_network_calls_are_refused(network):
+def test_network_calls_are_refused():
     code = ("import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\n    error = ''\n"
             "except OSError as e:\n    error = str(e)\n")
-    r = Sandbox(network=network).run(code, ["assert error", "assert 'network access is disabled' in error"])
+    r = Sandbox(network="guard").run(code, ["assert error", "assert 'network access is disabled' in error"])
     assert r.passed == 2
-
-
-def test_network_namespace_is_used_when_available():
-    if not _namespace_prefix():
-        pytest.skip("unprivileged user namespaces are not available here")
-    real = "import socket\nReal = socket.socket.__mro__[1]  # the class under the guard: bypass it\n"
-    r = Sandbox(network="namespace").run(
-        real + "try:\n    Real().connect(('1.1.1.1', 80))\n    ok = True\nexcept OSError:\n    ok = False\n",
-        ["assert not ok"])
+    r = Sandbox(network="auto").run(code, ["assert error"])
     assert r.passed == 1
 
 
-def test_writes_outside_the_working_folder_are_refused(tmp_path):
+@pytest.mark.parametrize("network", ["guard", "auto"])
+def test_writes_outside_the_working_folder_are_refused(tmp_path, network):
     target = tmp_path / "escape.txt"
     code = (f"import os, pathlib\nerrors = []\nfor write in (lambda: open({str(target)!r}, 'w'),\n"
             f"              lambda: pathlib.Path({str(target)!r}).write_text('x'),\n"
             f"              lambda: os.open({str(target)!r}, os.O_WRONLY | os.O_CREAT),\n"
             f"              lambda: os.remove({str(tmp_path)!r})):\n"
-            "    try:\n        write()\n    except PermissionError:\n        errors.append(1)\n"
+            "    try:\n        write()\n    except OSError:\n        errors.append(1)\n"
             "open('inside.txt', 'w').write('ok')\n")
-    r = FAST.run(code, ["assert len(errors) == 4", "assert open('inside.txt').read() == 'ok'"])
-    assert r.passed == 2, r
+    r = Sandbox(network=network).run(code, ["assert len(errors) == 4"])
+    assert r.passed == 1, r
     assert not target.exists()
+
+
+def test_the_candidates_files_are_read_through_the_candidate():
+    code = "open('inside.txt', 'w').write('ok')\ndef read(p):\n    return open(p).read()\n"
+    assert FAST.run(code, ["assert read('inside.txt') == 'ok'"]).passed == 1
+
+
+def test_the_jail_is_used_when_available():
+    if _jail_probe() is not None:
+        pytest.skip(f"no jail here: {_jail_probe()}")
+    probe = ("import os\nuid, ppid, top = os.getuid(), os.getppid(), sorted(os.listdir('/'))\n"
+             "status = open('/proc/self/status').read() if os.path.exists('/proc/self/status') else 'CapEff: 0'\n"
+             "caps = [l.split()[1] for l in status.splitlines() if l.startswith('CapEff')][0]\n")
+    r = Sandbox(network="namespace").run(probe, ["assert uid == 1000", "assert ppid == 0", "assert 'etc' not in top",
+                                                 "assert 'home' not in top", "assert int(caps, 16) == 0"])
+    assert r.passed == 5, r
 
 
 def test_memory_limit_and_stdout_is_not_a_channel():
@@ -84,9 +96,21 @@ def test_the_working_folder_is_removed_and_the_environment_is_bare():
     assert folders() <= before
 
 
-def test_bad_network_mode():
+def test_bad_settings():
     with pytest.raises(UrlvrError, match="network mode"):
         Sandbox(network="cable").run("pass", [])
+    with pytest.raises(UrlvrError, match="max_processes must be a positive finite number"):
+        Sandbox(max_processes=0).run("pass", [])
+    with pytest.raises(UrlvrError, match="timeout_s"):
+        Sandbox(timeout_s=float("nan")).run("pass", [])
+
+
+def test_guard_mode_warns_loudly(capsys):
+    from urlvr.rewards import sandbox
+
+    sandbox._WARNED.clear()
+    Sandbox(network="guard").run("pass", [])
+    assert "WARNING: sandbox network='guard'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("text,code", [

@@ -1,6 +1,7 @@
 """Peak memory and time of one GRPO step on the real SmolLM2-135M-Instruct: full fine-tune vs LoRA.
 
-    python benchmarks/real_model_memory.py [--arms full,lora,lora_gc,full_gc] [--max-new-tokens 128] [--threads 2]
+    python benchmarks/real_model_memory.py [--arms full,lora,lora_gc,full_gc] [--malloc default,fixed]
+                                           [--max-new-tokens 128] [--threads 2]
 
 Each arm is a fresh subprocess that runs ``urlvr train recipes/smollm2_math500_majority_vote.yaml
 steps=1`` (4 MATH-500 prompts x 4 completions, chat template, micro-batches of 4) with the arm's
@@ -8,6 +9,10 @@ overrides and reports its peak resident set size (``ru_maxrss``: model, optimise
 the grader's parent side) and the step's time split from metrics.jsonl. Baseline: the ``full`` arm
 (every weight trains, and a frozen copy of the model is the reference). The built-in model must have
 been converted once (any ``model=smollm2`` run does it).
+
+``--malloc``: ``fixed`` is urlvr's default (the CLI fixes glibc's mmap threshold at 1 MiB, so freed
+activation blocks go back to the system); ``default`` is glibc's dynamic threshold
+(``URLVR_MMAP_THRESHOLD=0``), the baseline for that setting.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ def child(arm: str, out: Path, max_new_tokens: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arms", default="full,lora,lora_gc")
+    ap.add_argument("--malloc", default="default,fixed")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--arm", help=argparse.SUPPRESS)
@@ -59,19 +65,22 @@ def main() -> None:
           f"SmolLM2-135M-Instruct, 4 prompts x 4 completions, {args.max_new_tokens} new tokens, micro-batch 4")
     results = {}
     for arm in args.arms.split(","):
-        with tempfile.TemporaryDirectory() as tmp:
-            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), HF_HUB_OFFLINE="1")
-            done = subprocess.run([sys.executable, __file__, "--arm", arm, "--out", str(Path(tmp) / "run"),
-                                   "--max-new-tokens", str(args.max_new_tokens)], env=env, capture_output=True,
-                                  text=True)
-            if done.returncode != 0:
-                sys.exit(f"arm {arm} failed: {done.stderr.strip().splitlines()[-1:]}")
-            results[arm] = json.loads(done.stdout.strip().splitlines()[-1])
-    base = results.get("full")
-    print(f"{'arm':<9} {'peak RSS MB':>12} {'vs full':>8} {'step s':>8} {'generate s':>11} {'update+score s':>15}")
-    for arm, r in results.items():
+        for malloc in args.malloc.split(","):
+            with tempfile.TemporaryDirectory() as tmp:
+                env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), HF_HUB_OFFLINE="1",
+                           URLVR_MMAP_THRESHOLD="0" if malloc == "default" else str(1 << 20))
+                done = subprocess.run([sys.executable, __file__, "--arm", arm, "--out", str(Path(tmp) / "run"),
+                                       "--max-new-tokens", str(args.max_new_tokens)], env=env, capture_output=True,
+                                      text=True)
+                if done.returncode != 0:
+                    sys.exit(f"arm {arm} failed: {done.stderr.strip().splitlines()[-1:]}")
+                results[arm, malloc] = json.loads(done.stdout.strip().splitlines()[-1])
+    base = results.get(("full", "default"))
+    print(f"{'arm':<9} {'malloc':<8} {'peak RSS MB':>12} {'vs full/default':>16} {'step s':>8} {'generate s':>11} "
+          f"{'update+score s':>15}")
+    for (arm, malloc), r in results.items():
         ratio = f"{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x" if base else "-"
-        print(f"{arm:<9} {r['peak_rss_mb']:>12.0f} {ratio:>8} {r['step_s']:>8.1f} {r['generate_s']:>11.1f} "
+        print(f"{arm:<9} {malloc:<8} {r['peak_rss_mb']:>12.0f} {ratio:>16} {r['step_s']:>8.1f} {r['generate_s']:>11.1f} "
               f"{r['step_s'] - r['generate_s']:>15.1f}")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 

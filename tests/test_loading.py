@@ -50,3 +50,15 @@ def test_lora_on_an_adapter_checkpoint_is_refused(tiny_model, tmp_path):
         train(tiny_config(str(run), tmp_path / "again", steps=1, val_problems=0, lora_rank=2), progress=False)
     summary = train(tiny_config(str(run), tmp_path / "full", steps=1, val_problems=0), progress=False)
     assert summary["steps"] == 1  # a full fine-tune of the merged adapter model works
+
+
+def test_any_gguf_file_is_a_model_path(smollm2):
+    """The GGUF file the package ships, named by its path, converts into its own cached folder, like smollm2."""
+    import json
+    from pathlib import Path
+
+    gguf = json.loads((Path(smollm2) / "urlvr_model.json").read_text())["gguf"]
+    folder = Path(resolve_model(gguf, "arithmetic", {}))
+    assert folder != Path(smollm2) and folder.name.startswith("gguf-SmolLM2-135M-Instruct.Q4_1-")
+    assert json.loads((folder / "config.json").read_text()) == json.loads((Path(smollm2) / "config.json").read_text())
+    assert resolve_model(gguf, "arithmetic", {}) == str(folder)  # cached by content hash

@@ -1,5 +1,6 @@
 import json
 import math
+from collections import Counter
 import os
 import signal
 import subprocess
@@ -133,3 +134,88 @@ def test_gradient_checkpointing_gives_the_same_update(tiny_model, tmp_path):
         params.append([p.detach().clone() for p in trainer.model.parameters()])
     for a, b in zip(*params):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+# ---- resume never starts over by accident --------------------------------------------------------------
+
+RESUMABLE = ["task_options={digits: 1, ops: '+'}", "train_problems=40", "val_problems=8", "prompts_per_step=4",
+             "n_votes=4", "n_train=4", "max_new_tokens=8", "lr=1e-3", "val_every=2", "val_k=2", "save_every=2",
+             "sample_every=1"]
+
+
+def _run(*args):
+    proc = _cli("train", *args, "--quiet")
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, err
+
+
+def _start(tiny_model, run, steps):
+    rc, err = _run(str(REPO / "recipes" / "testbed_majority_vote.yaml"), f"model={tiny_model}", *RESUMABLE,
+                   f"steps={steps}", f"out_dir={run}")
+    assert rc == 0, err
+
+
+@pytest.fixture(scope="module")
+def six_steps(tiny_model, tmp_path_factory):
+    """An uninterrupted 6-step run: what every resumed run below must reproduce."""
+    run = tmp_path_factory.mktemp("resume") / "full"
+    _start(tiny_model, run, 6)
+    return _stable(read_jsonl(run / "metrics.jsonl"))
+
+
+def _break(folder, how):
+    if how == "truncated":
+        (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:100])
+    elif how == "nan":
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(folder)
+        with torch.no_grad():
+            next(model.parameters()).fill_(float("nan"))
+        model.save_pretrained(folder)
+    elif how == "no latest":
+        (folder.parent / "latest").unlink()
+
+
+@pytest.mark.parametrize("how", ["truncated", "nan", "no latest"])
+def test_resume_falls_back_to_the_newest_good_checkpoint(tiny_model, tmp_path, six_steps, how):
+    import shutil
+
+    run = tmp_path / "run"
+    _start(tiny_model, run, 2)
+    shutil.copytree(run / "checkpoints" / "step_000002", tmp_path / "keep")
+    rc, err = _run("--resume", str(run), "steps=4")  # writes step_000004 and drops step_000002
+    assert rc == 0, err
+    shutil.copytree(tmp_path / "keep", run / "checkpoints" / "step_000002")
+    _break(run / "checkpoints" / "step_000004", how)
+    rc, err = _run("--resume", str(run), "steps=6")
+    assert rc == 0, err
+    expected = "skipped step_000004" if how != "no latest" else "continuing from step_000004"
+    assert expected in err and "Traceback" not in err, err
+    assert _stable(read_jsonl(run / "metrics.jsonl")) == six_steps
+    samples = Counter(r["step"] for r in read_jsonl(run / "samples.jsonl"))
+    assert samples == {s: 16 for s in range(1, 7)}  # 4 problems x 4 completions per step, each step once
+
+
+def test_resume_before_any_checkpoint_duplicates_nothing_and_cleans_stale_folders(tiny_model, tmp_path, six_steps):
+    run = tmp_path / "run"
+    rc, err = _run(str(REPO / "recipes" / "testbed_majority_vote.yaml"), f"model={tiny_model}", *RESUMABLE,
+                   "steps=6", "save_every=0", f"out_dir={run}")  # no checkpoint at all
+    assert rc == 0, err
+    (run / "checkpoints" / ".tmp-step_000002.abc").mkdir(parents=True)  # what a save killed half-way leaves
+    rc, err = _run("--resume", str(run), "save_every=2")
+    assert rc == 0, err
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+    assert _stable(read_jsonl(run / "metrics.jsonl")) == six_steps  # each step once, as uninterrupted
+    assert Counter(r["step"] for r in read_jsonl(run / "samples.jsonl")) == {s: 16 for s in range(1, 7)}
+
+
+def test_non_finite_updates_are_skipped_then_stop_the_run(tiny_model, tmp_path):
+    run = tmp_path / "run"
+    rc, err = _run(str(REPO / "recipes" / "testbed_majority_vote.yaml"), f"model={tiny_model}", *RESUMABLE,
+                   "steps=20", "lr=1e30", "reward=random", "reward_options={}", "val_problems=0", f"out_dir={run}")
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and "3 steps in a row had a non-finite loss or gradient norm" in lines[0], err
+    rows = read_jsonl(run / "metrics.jsonl")
+    skipped = [r["update/skipped_nonfinite"] for r in rows if "update/skipped_nonfinite" in r]
+    assert skipped[-2:] == [1.0, 1.0] and len(skipped) < 20  # logged: the two before the step that stops the run

@@ -291,6 +291,9 @@ class TrainConfig(Config):
     """Coefficient of the k3 KL penalty to the initial model (0 = none, the URLVR default)."""
     entropy_coef: float = 0.0
     grad_clip: float = 1.0
+    max_nonfinite_steps: int = 3
+    """A mini-batch update whose loss or gradient norm is not finite is skipped (``update/skipped_nonfinite``);
+    the run stops with one line after this many steps in a row with a skipped update."""
     updates_per_step: int = 1
     """Mini-batch updates per rollout batch (the batch is split into this many mini-batches)."""
     micro_batch_size: int = 0
@@ -343,7 +346,7 @@ class TrainConfig(Config):
     """The run folder."""
 
     _positive = ("prompts_per_step", "n_votes", "n_train", "max_new_tokens", "temperature", "lr", "val_k",
-                 "updates_per_step", "grad_clip", "train_problems", "max_failed_steps", "val_temperature",
+                 "updates_per_step", "grad_clip", "train_problems", "max_failed_steps", "max_nonfinite_steps", "val_temperature",
                  "collapse_window", "collapse_patience", "collapse_kl_margin", "grader_workers", "grader_timeout")
     _non_negative = ("steps", "val_problems", "weight_decay", "advantage_eps", "eps_low", "eps_high", "kl_coef",
                      "entropy_coef", "micro_batch_size", "seed", "seed_grpo_alpha", "val_every", "sample_every",

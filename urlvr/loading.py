@@ -34,7 +34,7 @@ from urlvr.errors import UrlvrError
 from urlvr.io import atomic_folder, cache_root
 
 __all__ = ["resolve_model", "load_model", "check_model_dir", "pick_device", "pick_dtype", "save_model",
-           "BUILTIN_MODELS", "BuiltinModel", "convert_gguf", "is_adapter"]
+           "BUILTIN_MODELS", "BuiltinModel", "builtin_model_dir", "convert_gguf", "is_adapter", "adapter_base"]
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 _ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")

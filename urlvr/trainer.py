@@ -34,7 +34,7 @@ import yaml
 
 from urlvr.advantages import get_advantage_estimator, get_advantage_modifier, semantic_entropy
 from urlvr.config import TrainConfig
-from urlvr.console import Bar
+from urlvr.console import Bar, echo
 from urlvr.distributed import Dist
 from urlvr.errors import UrlvrError
 from urlvr.evaluation.harness import sample_problems
@@ -127,6 +127,8 @@ class Trainer:
         self.val_set = (self.task.examples("validation", cfg.val_problems, seed=cfg.seed + 1)
                         if cfg.val_problems else [])
         self.failed_streak = 0
+        self.nonfinite_streak = 0
+        self.last_nonfinite = ""
         self.detector = CollapseDetector.from_config(cfg)  # the watcher: label-free signals only
         self.history: list[dict] = []
         """Every row logged so far (after a resume: from the run's metrics.jsonl)."""
@@ -165,6 +167,7 @@ class Trainer:
         # 4. update (failed rewards leave the loss)
         self.model.train()
         upd = self.update(batch.select(train_idx), adv.reshape(-1), v_train.reshape(-1), step)
+        self._count_nonfinite(upd["update/skipped_nonfinite"] > 0)
         t_step = time.perf_counter() - t0
         # 5. metrics: label-free health, reward components, then oracle metrics for monitoring only
         metrics: dict[str, Any] = {"step": step + 1, **step_metrics(groups, labeled, scores, clusters), **upd}
@@ -182,6 +185,14 @@ class Trainer:
             last = scores.errors[-1] if scores.errors else "no valid score"
             raise UrlvrError(f"reward {self.cfg.reward!r} failed on every completion for {self.failed_streak} steps "
                              f"in a row (last error: {last}); fix the reward")
+
+    def _count_nonfinite(self, skipped: bool) -> None:
+        """Steps in a row with a skipped (non-finite) update; too many stop the run with one line."""
+        self.nonfinite_streak = self.nonfinite_streak + 1 if skipped else 0
+        if self.nonfinite_streak >= self.cfg.max_nonfinite_steps:
+            raise UrlvrError(f"{self.nonfinite_streak} steps in a row had a non-finite loss or gradient norm "
+                             f"(last: {self.last_nonfinite}); lower lr (now {self.cfg.lr:g}) or check the reward's "
+                             "scale, then resume from the last checkpoint")
 
     def update(self, batch: RolloutBatch, adv: torch.Tensor, keep: torch.Tensor, step: int) -> dict[str, float]:
         """``updates_per_step`` PPO-clip mini-batch updates with gradient accumulation.
@@ -230,7 +241,13 @@ class Trainer:
                 for k, v in {"loss/policy": float(loss), "loss/kl": float(kl), **{f"policy/{k}": v for k, v in info.items()}}.items():
                     acc[k] = acc.get(k, 0.0) + (float(v) if k.startswith("loss/") else float(v) * w)
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            self.opt.step()
+            finite = math.isfinite(float(gnorm))  # of the reduced gradients: every process decides alike
+            if finite:
+                self.opt.step()
+            else:  # a NaN/inf update would poison every weight: skip it, count it (see train_step)
+                self.opt.zero_grad(set_to_none=True)
+                self.last_nonfinite = f"loss/policy={acc['loss/policy']}, grad_norm={float(gnorm)}"
+            acc["update/skipped_nonfinite"] = float(not finite)
             acc["policy/grad_norm"] = float(gnorm)
             for k, v in acc.items():
                 stats[k] = stats.get(k, 0.0) + v / cfg.updates_per_step
@@ -313,11 +330,19 @@ class Trainer:
             raise UrlvrError(f"run folder {self.run_dir} already holds a run; resume it with 'urlvr train --resume "
                              f"{self.run_dir}' or choose another out_dir")
         start = self.load_checkpoint() if resume else 0
-        self.history = [r for r in read_jsonl(metrics_path) if r["step"] <= start] if resume and metrics_path.exists() \
-            else []
+        # rows up to the checkpoint stay; later ones (and, before any checkpoint, all) are logged again
+        self.history = [r for r in read_jsonl(metrics_path) if r["step"] <= start] \
+            if start and metrics_path.exists() else []
         self.dist.barrier()
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            for pattern in (".tmp-*", ".old-*"):  # what a save killed half-way leaves (atomic_folder)
+                for stale in (self.run_dir / "checkpoints").glob(pattern):
+                    shutil.rmtree(stale, ignore_errors=True)
+            samples = self.run_dir / "samples.jsonl"
+            if resume and samples.exists():
+                with atomic_write(samples) as f:
+                    f.writelines(json.dumps(r) + "\n" for r in read_jsonl(samples) if r["step"] <= start)
             with atomic_write(self.run_dir / "config.yaml") as f:
                 yaml.safe_dump(self.cfg.to_dict(), f, sort_keys=False)
             first = self.train_set[0].problem
@@ -353,6 +378,7 @@ class Trainer:
             self.policy.save_pretrained(tmp)
             self.tok.save_pretrained(tmp)
             torch.save({"optimizer": self.opt.state_dict(), "step": step, "failed_streak": self.failed_streak,
+                        "nonfinite_streak": self.nonfinite_streak,
                         "collapse": self.detector.state_dict(), "torch_rng": torch.get_rng_state()},
                        tmp / "trainer_state.pt")
         write_text(ckpt_root / "latest", final.name + "\n")
@@ -365,33 +391,61 @@ class Trainer:
         return final
 
     def load_checkpoint(self) -> int:
-        """Load the latest checkpoint of the run folder; returns its step (0 when there is none)."""
+        """Load the newest usable checkpoint of the run folder; returns its step (0 when there is none).
+
+        ``checkpoints/latest`` names the one to try first. If it is missing, or names a folder that is
+        gone, unreadable or holds non-finite weights, the newest other ``step_*`` folder that reads is
+        taken, with a line saying so. Everything is read and checked before the trainer is touched, and
+        nothing is deleted.
+        """
         ckpt_root = self.run_dir / "checkpoints"
         latest = ckpt_root / "latest"
-        if not latest.is_file():
-            return 0
-        folder = ckpt_root / latest.read_text().strip()
-        state = torch.load(folder / "trainer_state.pt", weights_only=False)
-        self._load_weights(folder)
-        self.opt.load_state_dict(state["optimizer"])
-        self.failed_streak = state["failed_streak"]
-        self.detector.load_state_dict(state["collapse"])  # its state; its settings stay the config's
-        torch.set_rng_state(state["torch_rng"])
-        return int(state["step"])
+        named = latest.read_text().strip() if latest.is_file() else None
+        folders = sorted((f for f in ckpt_root.glob("step_*") if f.is_dir()), key=lambda f: f.name, reverse=True)
+        skipped = []
+        for folder in [f for f in folders if f.name == named] + [f for f in folders if f.name != named]:
+            try:
+                state = torch.load(folder / "trainer_state.pt", weights_only=False)
+                weights = self._read_weights(folder)
+            except Exception as e:  # noqa: BLE001  (any unreadable checkpoint: fall back to an older one)
+                skipped.append(f"{folder.name} ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})")
+                continue
+            bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+            if bad:
+                skipped.append(f"{folder.name} (non-finite weights in {bad[0]})")
+                continue
+            if skipped or folder.name != named:
+                why = f"skipped {', '.join(skipped)}" if skipped else \
+                    ("checkpoints/latest is missing" if named is None else f"checkpoints/latest names {named}")
+                echo(f"resume: continuing from {folder.name} ({why})")
+            self._apply_weights(weights)
+            self.opt.load_state_dict(state["optimizer"])
+            self.failed_streak = state["failed_streak"]
+            self.nonfinite_streak = state.get("nonfinite_streak", 0)
+            self.detector.load_state_dict(state["collapse"])  # its state; its settings stay the config's
+            torch.set_rng_state(state["torch_rng"])
+            return int(state["step"])
+        if folders:
+            echo(f"resume: no usable checkpoint (skipped {', '.join(skipped)}); starting again at step 0")
+        return 0
 
-
-    def _load_weights(self, folder: Path) -> None:
-        """The policy's weights from a checkpoint folder: the whole model, or the LoRA adapters."""
+    def _read_weights(self, folder: Path) -> dict[str, torch.Tensor]:
+        """A checkpoint's weights: the whole model's state dict, or the LoRA adapters'."""
         if self.cfg.lora_rank:
-            from peft import set_peft_model_state_dict
             from safetensors.torch import load_file
 
-            set_peft_model_state_dict(self.policy, load_file(folder / "adapter_model.safetensors"))
-        else:
-            from transformers import AutoModelForCausalLM
+            return load_file(folder / "adapter_model.safetensors")
+        from transformers import AutoModelForCausalLM
 
-            loaded = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
-            self.policy.load_state_dict(loaded.state_dict())
+        return AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32).state_dict()
+
+    def _apply_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        if self.cfg.lora_rank:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.policy, weights)
+        else:
+            self.policy.load_state_dict(weights)
 
 
 def with_lora(model, cfg: TrainConfig):

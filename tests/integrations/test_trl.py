@@ -193,3 +193,17 @@ def test_urlvr_trainer_hands_a_scorer_reward_the_policy(tiny_model, tmp_path):
         del base._REGISTRY["_trl_rescore"]
     assert len(logs) == 2 and all(math.isfinite(h["rewards/_trl_rescore/mean"]) for h in logs)
     assert gaps and max(gaps) < 1e-4
+
+
+def test_task_dataset_renders_prompts_as_urlvr_train_does(smollm2):
+    """Given the tokenizer, TRL's prompt column is urlvr's Renderer output (chat template, system prompt)."""
+    from urlvr.loading import load_model
+    from urlvr.prompts import Renderer
+
+    _, tok = load_model(smollm2, device="cpu")
+    data = task_dataset(TASK, "train", 3, tokenizer=tok, system_prompt="Be exact.")
+    render = Renderer(TASK.prompt, tok, "auto", "Be exact.")
+    want = [render(e.problem) for e in TASK.examples("train", 3)]
+    assert data["prompt"] == want and all(p.startswith("<|im_start|>system\nBe exact.") for p in want)
+    plain = task_dataset(TASK, "train", 3, tokenizer=tok, chat="off")
+    assert plain["prompt"] == [TASK.prompt(e.problem) for e in TASK.examples("train", 3)]

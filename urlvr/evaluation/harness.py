@@ -144,13 +144,24 @@ def _data_digest(path: Path) -> str:
 # ---- model ----------------------------------------------------------------------------------------
 
 def weights_digest(folder: Path) -> tuple[str, list[dict]]:
-    """sha256 over the weight files (name and content hash of each, sorted) and the file list."""
-    files = sorted({f for pat in ("*.safetensors", "pytorch_model*.bin", "*.index.json") for f in folder.glob(pat)
-                    if f.is_file()})
+    """sha256 over the weight files (name and content hash of each, sorted) and the file list.
+
+    A LoRA adapter checkpoint counts its base model's weight files too (as ``base/NAME``): the same
+    adapters on another base are another model.
+    """
+    from urlvr.loading import adapter_base, is_adapter
+
+    def weights(f: Path) -> list[Path]:
+        return sorted({p for pat in ("*.safetensors", "pytorch_model*.bin", "*.index.json") for p in f.glob(pat)
+                       if p.is_file()})
+
+    named = [(p.name, p) for p in weights(folder)]
+    if is_adapter(folder):
+        named += [(f"base/{p.name}", p) for p in weights(adapter_base(folder))]
     h = hashlib.sha256()
-    for f in files:
-        h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
-    return h.hexdigest(), [{"name": f.name, "bytes": f.stat().st_size} for f in files]
+    for name, f in named:
+        h.update(f"{name}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest(), [{"name": name, "bytes": f.stat().st_size} for name, f in named]
 
 
 def package_versions() -> dict[str, str]:

@@ -86,6 +86,7 @@ _SPACING = re.compile(r"(?<!\\)\\[!,;: ]|~")  # not the space after a ``\\`` row
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\degree")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
 _INTEGER = re.compile(r"-?\d+")
+_LONG_INTEGRAL = re.compile(r"\+?(-?\d+)(?:\.0*)?")
 
 
 def canonical_answer(answer: str) -> str:
@@ -113,8 +114,13 @@ def canonical_answer(answer: str) -> str:
 
 
 def _normalise_number(s: str) -> str:
-    """``142.0`` -> ``142``, ``0.50`` -> ``0.5``, ``-0`` -> ``0``; anything else unchanged."""
-    if len(s) > 100 or not _NUMBER.fullmatch(s):
+    """``142.0`` -> ``142``, ``0.50`` -> ``0.5``, ``-0`` -> ``0``; anything else unchanged.
+
+    Past 100 characters only ``<digits>.0…`` is shortened (to its digits), without ``int()``."""
+    if len(s) > 100:
+        m = _LONG_INTEGRAL.fullmatch(s)
+        return s if m is None else "".join(_integer_key(m[1]))
+    if not _NUMBER.fullmatch(s):
         return s
     try:
         d = Decimal(s)
@@ -125,13 +131,21 @@ def _normalise_number(s: str) -> str:
     return format(d.normalize(), "f")
 
 
+def _integer_key(s: str) -> tuple[str, str]:
+    """``-007`` -> ``("-", "7")``; ``-0`` -> ``("", "0")``: integer equality without ``int()``, whose
+    4,300-digit string limit raises ``ValueError`` on long answers."""
+    sign, digits = ("-", s[1:]) if s.startswith("-") else ("", s)
+    digits = digits.lstrip("0") or "0"
+    return ("" if digits == "0" else sign, digits)
+
+
 def _shortcut(a: str, b: str) -> bool | None:
     """Verdict decidable without math-verify, or None."""
     if a.strip() and a.strip() == b.strip():
         return True
     ca, cb = canonical_answer(a), canonical_answer(b)
     if _INTEGER.fullmatch(ca) and _INTEGER.fullmatch(cb):
-        return int(ca) == int(cb)
+        return _integer_key(ca) == _integer_key(cb)
     return None
 
 
@@ -142,11 +156,96 @@ class _SoftTimeout(BaseException):
     does not swallow it."""
 
 
+HEAVY_BITS = 1 << 23
+"""A number-valued subexpression whose exact value would need more bits than this (about 2.5 million
+decimal digits) makes an answer *heavy*: ``10^{10^{6}}`` (3.3 M bits) verifies in 0.3 s,
+``10^{10^{7}}`` (33 M bits) runs past any timeout."""
+HEAVY_FACTORIAL_WEIGHT = 4
+"""``n!`` costs about this many times its bit size (``100000!`` verifies in 0.2 s, ``262144!`` in 2 s)."""
+HEAVY_SYMBOLIC_EXPONENT = 256
+"""A compound symbolic base raised to more than this expands into a huge polynomial:
+``(x+1)^{1024}`` runs past any timeout (``x^{2^{22}}`` with a bare symbol as base stays cheap)."""
+
+
+def _heavy(expr: Any) -> bool:
+    """Whether math-verify would evaluate a huge exact number or polynomial for ``expr`` (a parse result).
+
+    Walks the sympy tree once and bounds the bit size of every number-valued subexpression (see
+    :data:`HEAVY_BITS`); nothing is evaluated. Recursion too deep counts as heavy.
+    """
+    import sympy
+
+    def size(e, b: float) -> float:  # |value| of e: exact for a small integer, else 2^bits (may overflow)
+        if isinstance(e, sympy.Integer) and abs(int(e)).bit_length() <= 64:
+            return float(abs(int(e)))
+        return 2.0 ** b
+
+    def bits(e) -> float:  # upper estimate of log2 |value| of e; raises _Heavy past the limit
+        if isinstance(e, sympy.Integer):
+            n = abs(int(e))
+            b = math.log2(n) if 1 < n.bit_length() < 1000 else float(n.bit_length())
+        elif isinstance(e, sympy.Rational):
+            b = float(abs(int(e.p)).bit_length() + int(e.q).bit_length())
+        elif isinstance(e, (sympy.Float, sympy.NumberSymbol, sympy.Symbol)) or not isinstance(e, sympy.Basic):
+            b = 64.0
+        elif isinstance(e, sympy.Pow):
+            base, exp = e.args
+            bb, be = bits(base), bits(exp)
+            if not exp.is_number or base in (sympy.S.Zero, sympy.S.One, sympy.S.NegativeOne):
+                b = 64.0
+            elif base.is_number:
+                b = size(exp, be) * max(bb, 1.0)
+            elif not isinstance(base, sympy.Symbol) and size(exp, be) > HEAVY_SYMBOLIC_EXPONENT:
+                raise _Heavy
+            else:
+                b = 64.0
+        elif isinstance(e, sympy.factorial):
+            n = size(e.args[0], bits(e.args[0]))
+            b = n * max(math.log2(max(n, 1.0)), 1.0) * HEAVY_FACTORIAL_WEIGHT
+        elif isinstance(e, sympy.Mul):
+            b = sum(bits(a) for a in e.args)
+        elif isinstance(e, sympy.Add):
+            b = max((bits(a) for a in e.args), default=0.0) + 1.0
+        else:  # functions, containers, relations: their arguments must be light; the value is small
+            b = max((bits(a) for a in e.args), default=0.0) if isinstance(e, sympy.Tuple) else 64.0
+            for a in e.args:
+                bits(a)
+        if b > HEAVY_BITS:
+            raise _Heavy
+        return b
+
+    try:
+        for item in expr:
+            if isinstance(item, sympy.MatrixBase):
+                for x in item:
+                    bits(x)
+            elif isinstance(item, sympy.Basic):
+                bits(item)
+    except (_Heavy, RecursionError, OverflowError):
+        return True
+    return False
+
+
+class _Heavy(Exception):
+    pass
+
+
+class _SoftTimeout(BaseException):
+    """Raised by the worker's SIGALRM handler; a BaseException so math-verify's ``except Exception``
+    does not swallow it."""
+
+
 def _worker_main(inbox: Connection, outbox: Connection, soft_timeout: float | None) -> None:
     """Worker loop: receive lists of ``(kind, a, b)``, send back one verdict per item as it finishes.
 
-    A verdict is True, False, ``"timeout"`` or ``"error"``. Runs math-verify in this process's main
-    thread with its own signal timeouts off; ``soft_timeout`` seconds of SIGALRM bound each item.
+    A verdict is True, False, ``"timeout"``, ``"error"`` (verify failed), or ``("bad", side, reason)``
+    when answer ``side`` (0 for ``a``, 1 for ``b``) cannot be compared at all: ``reason`` is
+    ``"unparsable"`` (math-verify extracted nothing), ``"parse_timeout"``, ``"parse_error"`` or
+    ``"heavy"`` (:func:`_heavy`). A form's status is cached here with its parse, and the parent keeps
+    it per form, so such an answer is never parsed or compared again. Runs math-verify in this
+    process's main thread with its own signal timeouts off; ``soft_timeout`` seconds of SIGALRM bound
+    each item. Python's 4,300-digit int-string limit stays on (it keeps ``int(str)`` linear): a
+    conversion past it inside math-verify is a ``ValueError``, caught like any other error.
     """
     import logging
 
@@ -165,23 +264,28 @@ def _worker_main(inbox: Connection, outbox: Connection, soft_timeout: float | No
         ),
         ExprExtractionConfig(try_extract_without_anchor=True),
     ]
-    parsed: dict[str, Any] = {}
+    parsed: dict[str, tuple[Any, str | None]] = {}  # form -> (parse result, None or why it is bad)
 
-    def parse_one(s: str):
+    def parse_one(s: str) -> tuple[Any, str | None]:
         if s not in parsed:
             if len(parsed) > 20_000:
                 parsed.clear()
             text = s if "\\boxed" in s else "\\boxed{" + s + "}"
             try:
-                parsed[s] = parse(text, extraction, fallback_mode="first_match", extraction_mode="any_match",
-                                  parsing_timeout=None)
+                result = parse(text, extraction, fallback_mode="first_match", extraction_mode="any_match",
+                               parsing_timeout=None)
             except _SoftTimeout:
-                parsed[s] = []  # as math-verify does on a parse timeout: unparsable from now on, no re-run
+                parsed[s] = ([], "parse_timeout")  # never re-run here; the parent caches it too
                 raise
+            except Exception:  # e.g. a long integer past the int-string limit
+                result, status = [], "parse_error"
+            else:
+                status = "unparsable" if not result else "heavy" if _heavy(result) else None
+            parsed[s] = (result, status)
         return parsed[s]
 
-    def same(gold: str, pred: str) -> bool:
-        return verify(parse_one(gold), parse_one(pred), float_rounding=6, numeric_precision=15, strict=True,
+    def same(gold: Any, pred: Any) -> bool:
+        return verify(gold, pred, float_rounding=6, numeric_precision=15, strict=True,
                       allow_set_relation_comp=False, timeout_seconds=None)
 
     armed = [False]  # the alarm raises only while an item runs (not while its result is sent)
@@ -190,8 +294,23 @@ def _worker_main(inbox: Connection, outbox: Connection, soft_timeout: float | No
         if armed[0]:
             raise _SoftTimeout()
 
+    def grade(kind: str, a: str, b: str):
+        side = 0
+        try:
+            pa, bad = parse_one(a)
+            if bad:
+                return ("bad", 0, bad)
+            side = 1
+            pb, bad = parse_one(b)
+            if bad:
+                return ("bad", 1, bad)
+            side = None
+            return same(pa, pb) or (kind == "sym" and same(pb, pa))
+        except _SoftTimeout:
+            return "timeout" if side is None else ("bad", side, "parse_timeout")
+
     signal.signal(signal.SIGALRM, on_alarm)
-    same("\\frac{1}{2}", "(0.5, x^2)")  # warm up the LaTeX parser so the first real item is not slow
+    same(parse_one("\\frac{1}{2}")[0], parse_one("(0.5, x^2)")[0])  # warm up the LaTeX parser
     outbox.send("ready")
     while True:
         try:
@@ -205,9 +324,9 @@ def _worker_main(inbox: Connection, outbox: Connection, soft_timeout: float | No
                 if soft_timeout:
                     armed[0] = True
                     signal.setitimer(signal.ITIMER_REAL, soft_timeout)
-                verdict = same(a, b) or (kind == "sym" and same(b, a))
+                verdict = grade(kind, a, b)
                 armed[0] = False
-            except _SoftTimeout:
+            except _SoftTimeout:  # the alarm landed between grade's own handlers
                 verdict = "timeout"
             except Exception:  # a math-verify/sympy bug on odd input: not equivalent
                 verdict = "error"
@@ -266,9 +385,11 @@ class _Pool:
     GRACE = 0.5
     STARTUP_LIMIT = 180.0
 
-    def __init__(self, workers: int, timeout: float, soft_timeout: bool):
+    def __init__(self, workers: int, timeout: float, soft_timeout: bool, group_budget: float | None = None):
         self.workers, self.timeout, self.soft_timeout = workers, timeout, soft_timeout
-        self.stats = {"calls": 0, "cache_hits": 0, "shortcuts": 0, "timeouts": 0, "errors": 0, "restarts": 0}
+        self.group_budget = 2 * timeout if group_budget is None else group_budget
+        self.stats = {"calls": 0, "cache_hits": 0, "shortcuts": 0, "timeouts": 0, "errors": 0, "restarts": 0,
+                      "bad_forms": 0, "bad_form_hits": 0, "over_budget": 0}
         self._workers: list[_Worker] = []
         self.lock = threading.Lock()
 
@@ -286,17 +407,53 @@ class _Pool:
         self._workers[self._workers.index(w)] = self._start_worker()
         self.stats["restarts"] += 1
 
-    def run(self, items: list[tuple[str, str, str]]) -> list[bool | str]:
-        """Grade ``items`` on the workers; one verdict per item. Caller holds the lock."""
+    def _wait_ready(self) -> None:
+        """Start missing workers and wait until every one has said ready (not part of any budget)."""
         while len(self._workers) < self.workers:
             self._workers.append(self._start_worker())
+        while not all(w.ready for w in self._workers):
+            starting = [w for w in self._workers if not w.ready]
+            for conn in wait([w.conn for w in starting], timeout=1.0):
+                w = next(w for w in starting if w.conn is conn)
+                try:
+                    msg = conn.recv()
+                except (EOFError, OSError):
+                    raise RuntimeError(f"grader worker exited while starting (code {w.proc.wait()}); "
+                                       "see its error output above") from None
+                w.ready = msg == "ready" or w.ready
+            for w in starting:
+                if not w.ready and time.monotonic() - w.started > self.STARTUP_LIMIT:
+                    raise RuntimeError(f"grader worker did not start within {self.STARTUP_LIMIT:.0f} s")
+
+    def run(self, items: list[tuple[str, str, str]], budget: "_Budget | None" = None) -> list:
+        """Grade ``items`` on the workers; one verdict per item. Caller holds the lock.
+
+        ``budget``: seconds left (counted once the workers are ready; the time spent here is taken off
+        it) after which items not yet graded get ``"over_budget"``; workers still busy are killed and
+        replaced, so the call ends right then.
+        """
+        self._wait_ready()
+        try:
+            return self._run(items, budget)
+        finally:
+            if budget is not None:
+                budget.left -= time.monotonic() - budget.started
+                budget.started = 0.0
+
+    def _run(self, items: list[tuple[str, str, str]], budget: "_Budget | None") -> list:
+        if budget is not None:
+            budget.started = time.monotonic()
         self.stats["calls"] += len(items)
-        results: list[bool | str | None] = [None] * len(items)
+        results: list = [None] * len(items)
         pending = collections.deque(range(len(items)))
         hard = self.timeout + (self.GRACE if self.soft_timeout else 0.0)
         chunk = max(1, min(16, math.ceil(len(items) / (2 * self.workers))))
+        end = None if budget is None else time.monotonic() + max(0.0, budget.left)
         while pending or any(w.inflight for w in self._workers):
             now = time.monotonic()
+            if end is not None and now >= end:
+                self._over_budget(results, pending)
+                break
             for w in self._workers:
                 if w.ready and not w.inflight and pending:
                     batch = [pending.popleft() for _ in range(min(chunk, len(pending)))]
@@ -308,7 +465,7 @@ class _Pool:
                         continue
                     w.inflight.extend(batch)
                     w.deadline = now + hard
-            deadlines = [w.deadline for w in self._workers if w.inflight]
+            deadlines = [w.deadline for w in self._workers if w.inflight] + ([end] if end is not None else [])
             starting = [w for w in self._workers if not w.ready]
             wait_s = max(0.0, min(deadlines) - now) if deadlines else 1.0
             for conn in wait([w.conn for w in self._workers], timeout=wait_s):
@@ -334,11 +491,24 @@ class _Pool:
                 if not w.ready and w in self._workers and now - w.started > self.STARTUP_LIMIT:
                     raise RuntimeError(f"grader worker did not start within {self.STARTUP_LIMIT:.0f} s")
         for r in results:
-            if r == "timeout":
+            if r == "timeout" or (isinstance(r, tuple) and r[2] == "parse_timeout"):
                 self.stats["timeouts"] += 1
             elif r == "error":
                 self.stats["errors"] += 1
-        return results  # type: ignore[return-value]
+            elif r == "over_budget":
+                self.stats["over_budget"] += 1
+        return results
+
+    def _over_budget(self, results: list, pending: collections.deque) -> None:
+        for i in pending:
+            results[i] = "over_budget"
+        pending.clear()
+        for w in list(self._workers):
+            if w.inflight:
+                for i in w.inflight:
+                    results[i] = "over_budget"
+                w.inflight.clear()
+                self._replace(w)
 
     def _fail(self, w: _Worker, results: list, pending: collections.deque, verdict: str) -> None:
         """The item ``w`` is working on gets ``verdict``; its other items go back to the queue."""
@@ -349,14 +519,33 @@ class _Pool:
         self._replace(w)
 
 
+STRIKES = 2
+"""Comparisons timed out against healthy partners that make a form bad (see ``_Verdicts._blame``)."""
+
+
+class _Budget:
+    """Seconds of grading a caller may still spend (a vote group's bound)."""
+
+    def __init__(self, seconds: float):
+        self.left, self.started = seconds, 0.0
+
+
 class _Verdicts:
-    """One relation's verdict cache in front of a pool: shortcuts, then the cache, then math-verify."""
+    """One relation's verdict cache in front of a pool: shortcuts, known-bad forms, the cache, math-verify.
+
+    Besides pair verdicts it keeps a **negative cache per answer form** (keyed by
+    :func:`canonical_answer`): a form the workers reported unparsable, heavy, or whose parse timed out
+    or failed, or one that keeps timing out against healthy answers (:data:`STRIKES`), is compared with
+    nothing again; it is equal only to itself (the string shortcuts).
+    """
 
     def __init__(self, pool: _Pool, cache_size: int):
         self.pool, self.cache_size = pool, cache_size
         self._cache: dict[tuple[str, str, str], bool] = {}
+        self._bad: dict[str, str] = {}  # canonical form -> why it cannot be compared
+        self._records: dict[str, list[int]] = {}  # canonical form -> [finished, timeouts blamed]
 
-    def decide(self, items: list[tuple[str, str | None, str | None]]) -> list[bool]:
+    def decide(self, items: list[tuple[str, str | None, str | None]], budget: _Budget | None = None) -> list[bool]:
         out: list[bool | None] = [None] * len(items)
         todo: list[int] = []
         for i, (_, a, b) in enumerate(items):
@@ -369,11 +558,16 @@ class _Verdicts:
                 self.pool.stats["shortcuts"] += 1
                 continue
             todo.append(i)
-        for i, v in zip(todo, self.math_verify([items[i] for i in todo])):  # type: ignore[misc]
+        for i, v in zip(todo, self.math_verify([items[i] for i in todo], budget)):  # type: ignore[misc]
             out[i] = v
         return out  # type: ignore[return-value]
 
-    def math_verify(self, items: list[tuple[str, str, str]]) -> list[bool]:
+    def bad_form(self, answer: str) -> str | None:
+        """Why ``answer`` cannot be compared (``unparsable``, ``heavy``, ``parse_timeout``,
+        ``parse_error``, ``verify_timeout``), or None."""
+        return self._bad.get(canonical_answer(answer)) if self._bad else None
+
+    def math_verify(self, items: list[tuple[str, str, str]], budget: _Budget | None = None) -> list[bool]:
         """Cached math-verify verdicts; distinct uncached items go to the workers once."""
         out: list[bool | None] = [None] * len(items)
         wanted: dict[tuple[str, str, str], list[int]] = {}
@@ -382,21 +576,65 @@ class _Verdicts:
             if key in self._cache:
                 out[i] = self._cache[key]
                 self.pool.stats["cache_hits"] += 1
+            elif self.bad_form(a) or self.bad_form(b):
+                out[i] = False
+                self.pool.stats["bad_form_hits"] += 1
             else:
                 wanted.setdefault(key, []).append(i)
         if wanted:
             keys = list(wanted)
             with self.pool.lock:
-                raw = self.pool.run(keys)
+                raw = self.pool.run(keys, budget)
             for key, verdict in zip(keys, raw):
                 ok = verdict is True
-                if len(self._cache) >= self.cache_size:  # drop the oldest tenth (dicts keep insertion order)
-                    for old in list(itertools.islice(self._cache, max(1, self.cache_size // 10))):
-                        del self._cache[old]
-                self._cache[key] = ok
                 for i in wanted[key]:
                     out[i] = ok
+                if verdict == "over_budget":  # undecided, not a verdict: a later call may decide it
+                    continue
+                if isinstance(verdict, tuple):  # ("bad", side, reason): that form is never compared again
+                    self._remember_bad(key[1 + verdict[1]], verdict[2])
+                elif verdict in (True, False):
+                    for form in key[1:]:
+                        self._record(form)[0] += 1
+                self._store(self._cache, key, ok)
+            for key, verdict in zip(keys, raw):  # after every success of the batch is counted
+                if verdict == "timeout":
+                    self._blame(key[1], key[2])
         return out  # type: ignore[return-value]
+
+    def _record(self, form: str) -> list[int]:
+        """``[comparisons finished in time, timeouts blamed on it]`` of a form."""
+        canon = canonical_answer(form)
+        rec = self._records.get(canon)
+        if rec is None:
+            rec = [0, 0]
+            self._store(self._records, canon, rec)
+        return rec
+
+    def _blame(self, a: str, b: str) -> None:
+        """A comparison timed out: the side whose partner is healthy (more comparisons finished than
+        timeouts blamed) takes a strike; :data:`STRIKES` strikes, outnumbering its own finished
+        comparisons, make it a bad form (``verify_timeout``). A timeout between two unproven forms
+        blames neither (it stays a pair verdict)."""
+        ra, rb = self._record(a), self._record(b)
+        healthy_a, healthy_b = ra[0] > ra[1], rb[0] > rb[1]
+        for form, rec, partner_healthy in ((a, ra, healthy_b), (b, rb, healthy_a)):
+            if partner_healthy:
+                rec[1] += 1
+                if rec[1] >= STRIKES and rec[1] > rec[0]:
+                    self._remember_bad(form, "verify_timeout")
+
+    def _remember_bad(self, form: str, reason: str) -> None:
+        canon = canonical_answer(form)
+        if canon not in self._bad:
+            self._store(self._bad, canon, reason)
+            self.pool.stats["bad_forms"] += 1
+
+    def _store(self, cache: dict, key: Any, value: Any) -> None:
+        if len(cache) >= self.cache_size:  # drop the oldest tenth (dicts keep insertion order)
+            for old in list(itertools.islice(cache, max(1, self.cache_size // 10))):
+                del cache[old]
+        cache[key] = value
 
 
 class Clusterer:
@@ -425,7 +663,14 @@ class Clusterer:
         is equivalent to. Forms are compared with class heads only, one batch per class: the first
         unassigned form heads a new class and every form still unassigned is compared with it, so F
         distinct forms in C classes take at most F·C comparisons rather than all F(F−1)/2 pairs.
+
+        **Worst case, bounded**: a call spends at most the grader's ``group_budget`` seconds (default
+        2 × ``timeout``) in math-verify once the workers are up (their start-up, once per process, is
+        not counted). Past it, comparisons not yet made count as *not equivalent* for this call only
+        (not cached; ``stats["over_budget"]``) and busy workers are replaced. Unparsable, heavy and
+        parse-timed-out forms are known per form after their first parse and cost nothing more.
         """
+        budget = _Budget(self._verdicts.pool.group_budget)
         keys = [None if a is None else canonical_answer(a) for a in answers]
         reps: dict[str, str] = {}
         for a, k in zip(answers, keys):
@@ -437,7 +682,7 @@ class Clusterer:
         while pending:
             head, rest = pending[0], pending[1:]
             class_of[head] = cid
-            verdicts = self._verdicts.decide([("sym", reps[head], reps[form]) for form in rest])
+            verdicts = self._verdicts.decide([("sym", reps[head], reps[form]) for form in rest], budget)
             pending = []
             for form, same in zip(rest, verdicts):
                 if same:
@@ -452,22 +697,32 @@ class Grader:
     """A small lazily started pool of math-verify workers with verdict caches.
 
     ``workers`` processes are started on the first request; each comparison is bounded by
-    ``timeout`` seconds (soft SIGALRM in the worker, then a hard kill and respawn ``0.5`` s later).
+    ``timeout`` seconds (soft SIGALRM in the worker, then a hard kill and respawn ``0.5`` s later),
+    and one vote group (:meth:`cluster`) by ``group_budget`` seconds (default ``2 * timeout``).
     ``stats`` counts ``calls`` (comparisons sent to workers), ``cache_hits``, ``shortcuts``,
-    ``timeouts``, ``errors`` and ``restarts``. Thread-safe; pickles as a fresh grader with the same
-    settings; use as a context manager or call :meth:`close`. Gold checks and answer clusters keep
-    separate caches; :meth:`clusterer` hands out the clustering side alone (for label-free rewards).
+    ``timeouts``, ``errors``, ``restarts``, ``bad_forms`` (answer forms found unparsable, heavy or
+    timing out in their parse: never compared again), ``bad_form_hits`` (comparisons that skipped
+    math-verify for that reason) and ``over_budget`` (comparisons a vote group's budget cut off).
+    Thread-safe; pickles as a fresh grader with the same settings; use as a context manager or call
+    :meth:`close`. Gold checks and answer clusters keep separate caches (pair verdicts and bad forms);
+    :meth:`clusterer` hands out the clustering side alone (for label-free rewards).
+
+    Nothing here raises on odd answers: long integers (past Python's 4,300-digit int-string limit)
+    are compared as digit strings in this process, and whatever math-verify raises in a worker is an
+    ``error`` verdict (not equivalent).
 
     ``soft_timeout=False`` leaves only the parent's hard deadline (tests use it to exercise the kill
     path).
     """
 
     def __init__(self, workers: int = 2, timeout: float = 5.0, *, soft_timeout: bool = True,
-                 cache_size: int = 200_000):
-        if workers < 1 or not timeout > 0:
-            raise ValueError(f"need workers >= 1 and timeout > 0, got workers={workers}, timeout={timeout}")
+                 cache_size: int = 200_000, group_budget: float | None = None):
+        if workers < 1 or not timeout > 0 or (group_budget is not None and not group_budget > 0):
+            raise ValueError(f"need workers >= 1, timeout > 0 and group_budget > 0, got workers={workers}, "
+                             f"timeout={timeout}, group_budget={group_budget}")
         self.workers, self.timeout, self.soft_timeout, self.cache_size = workers, timeout, soft_timeout, cache_size
-        self._pool = _Pool(workers, timeout, soft_timeout)
+        self.group_budget = 2 * timeout if group_budget is None else group_budget
+        self._pool = _Pool(workers, timeout, soft_timeout, self.group_budget)
         self._gold = _Verdicts(self._pool, cache_size)
         self._sym = _Verdicts(self._pool, cache_size)
 
@@ -476,7 +731,7 @@ class Grader:
         return self._pool.stats
 
     def __reduce__(self):
-        return (_new_grader, (self.workers, self.timeout, self.soft_timeout, self.cache_size))
+        return (_new_grader, (self.workers, self.timeout, self.soft_timeout, self.cache_size, self.group_budget))
 
     def __enter__(self) -> "Grader":
         return self
@@ -544,8 +799,9 @@ def shared_grader(workers: int = 2, timeout: float = 5.0) -> Grader:
         return _SHARED[key]
 
 
-def _new_grader(workers: int, timeout: float, soft_timeout: bool, cache_size: int) -> Grader:
-    return Grader(workers, timeout, soft_timeout=soft_timeout, cache_size=cache_size)
+def _new_grader(workers: int, timeout: float, soft_timeout: bool, cache_size: int,
+                group_budget: float | None = None) -> Grader:
+    return Grader(workers, timeout, soft_timeout=soft_timeout, cache_size=cache_size, group_budget=group_budget)
 
 
 def _shared_clusterer(workers: int, timeout: float) -> Clusterer:

@@ -4,7 +4,7 @@ r"""Pathological answers through the grader: seconds per vote group / gold batch
 
 Each case runs on a fresh :class:`urlvr.grading.Grader` (cold caches, workers started before timing)
 and prints its wall time, the verdicts or the exception it raised in this (the parent) process, and
-the same call again on the warm grader (what the per-form negative cache saves). ``--grading`` loads
+the same call twice more on the warm grader (what the per-form negative cache saves). ``--grading`` loads
 another copy of ``grading.py`` (e.g. the one before issue 17, from ``git show``) to measure it the
 same way. Not a test: it prints figures and asserts nothing.
 """
@@ -32,6 +32,10 @@ CASES = [  # (name, kind, payload)
     ("5,000-digit gold vs 5,000-digit predictions", "gold",
      [(DIGITS, DIGITS), (DIGITS, DIGITS + ".0"), (DIGITS, "8" + DIGITS[1:]), (DIGITS, "3")]),
     ("5,000-digit answers in a vote group", "cluster", [DIGITS, DIGITS + ".0", "3", "8" * 5000]),
+    # light by the heavy check but slow to compare: what the strikes and the group budget bound
+    ("3 light-but-slow answers in a group of 8 (group_budget)", "cluster",
+     ["(x+y+z)^{100}", "(a+b+c)^{100}", "\\sin(10^{10^{6}})", *NORMAL[:5]]),
+    ("light-but-slow gold vs 8 distinct predictions (strikes)", "gold", [("(x+y+z)^{100}", p) for p in NORMAL]),
 ]
 
 
@@ -72,8 +76,10 @@ def main() -> None:
             g.equivalent("\\frac{1}{2}", "0.5")  # start the workers outside the timing
             cold, out = run(g, kind, payload)
             warm, _ = run(g, kind, payload)
+            third, _ = run(g, kind, payload)
             stats = {k: v for k, v in g.stats.items() if v}
-        print(f"{cold:7.2f} s cold {warm:6.2f} s warm  {name}\n          -> {out}  {stats}", flush=True)
+        print(f"{cold:7.2f} s cold {warm:6.2f} s warm {third:6.2f} s third  {name}\n          -> {out}  {stats}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -236,3 +236,15 @@ def test_a_vote_group_stops_at_its_budget():
         assert time.monotonic() - start < 15  # budget 1.5 s + killing the busy worker; never 6 x 1 s
         assert len(ids) == 7 and ids[0] == 0 and g.stats["over_budget"] >= 1
         assert g.cluster(["7", "\\frac{14}{2}"]) == [0, 0]  # cut-off comparisons were not cached as False
+
+
+def test_a_slow_vote_group_head_is_suspected_then_bad_after_two_groups():
+    slow = [STUCK, "(a+b+c)^{100}", "(p+q+r)^{100}"]
+    with Grader(workers=2, timeout=0.5, group_budget=4.0) as g:
+        g.equivalent("\\frac{1}{2}", "0.5")
+        first = g.cluster([*slow, "7", "\\frac{14}{2}"])
+        assert first[3] == first[4] and len(set(first)) == 4  # the slow heads did not cost the budget
+        assert g._sym.bad_form(STUCK) is None  # suspected in one group only
+        g.cluster([STUCK, "(u+v+w)^{100}", "(d+e+f)^{100}", "8"])  # new partners (pairs are cached)
+        assert g._sym.bad_form(STUCK) == "verify_timeout" and g._sym.bad_form("7") is None
+        assert g._gold.bad_form(STUCK) is None  # the gold relation keeps its own forms

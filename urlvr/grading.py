@@ -13,7 +13,7 @@ main thread under a soft ``SIGALRM`` limit; the parent also keeps a hard deadlin
 replaces a worker that does not answer (a long C-level computation ignores signals). Workers are
 started lazily as fresh interpreters running this file (never ``fork``: the parent has torch loaded;
 see :class:`_Worker` for why not ``multiprocessing``'s spawn), and a timed-out comparison counts as
-*not equivalent*. A pathological answer costs up to ``timeout`` seconds per comparison it is in.
+*not equivalent*.
 
 The math-verify call is pinned (:data:`GRADER_CONFIG`, :func:`grader_version`): a bare answer string
 ``s`` is parsed as ``\boxed{s}`` with ``LatexExtractionConfig`` then ``ExprExtractionConfig``, the
@@ -21,8 +21,34 @@ library defaults of math-verify 0.9.0 written out, so results do not drift with 
 
 Cheap decisions made without math-verify (so a vote over 8 integers costs microseconds):
 identical non-empty strings are equivalent, and two strings whose :func:`canonical_answer` are both
-plain integers are equivalent exactly when the integers are equal. :meth:`Grader.cross_check` compares
-raw math-verify verdicts with the string normaliser so either can be audited.
+plain integers are equivalent exactly when the integers are equal (compared as digit strings: no
+``int()``, so an answer past Python's 4,300-digit int-string limit never raises here).
+:meth:`Grader.cross_check` compares raw math-verify verdicts with the string normaliser so either can
+be audited.
+
+**Pathological answers are bounded** (issue 17). Each worker checks every newly parsed form and
+reports one it cannot compare: *unparsable* (math-verify extracts nothing), *heavy* (:func:`_heavy`:
+its exact value would need more than :data:`HEAVY_BITS` bits, e.g. ``2^{2^{2^{2^{30}}}}``,
+``(10^{100})!``, ``(x+1)^{1024}``; found by walking the sympy tree, nothing is evaluated), or its
+parse timed out or raised. The parent keeps these in a **negative cache per answer form** (per
+relation, keyed by :func:`canonical_answer`), so such a form costs at most one parse per worker and
+is never sent again; it is equal only to itself. A comparison that times out for a form that passed
+those checks (a *light but slow* form, e.g. ``(x+y+z)^{100}``) is cached per pair and blamed, as
+verdicts arrive: on the side whose partner is healthy (two such strikes, outnumbering its finished
+comparisons, make the form bad), and within a vote group on the form common to its timeouts
+(:class:`_Budget`: suspected for the rest of the group; bad once two groups suspected it). A form
+that turns bad or suspected is dropped from the comparisons still queued, and a worker busy with it
+is replaced. Finally one vote group (:meth:`Clusterer.__call__`) spends at most ``group_budget``
+seconds (default ``2 * timeout``) in math-verify once the workers are up.
+
+Worst case, stated: one vote group takes at most ``group_budget`` seconds after worker start-up
+(plus replacing workers still busy at the cut-off; comparisons cut off count as not equivalent for
+that call only). Within it a heavy or unparsable form costs its parse (about 0.1 s), a form whose
+parse times out costs ``timeout`` once per worker (in parallel), a light but slow group head about
+``timeout`` (one round of timeouts on the workers). Gold checks (:meth:`Grader.equivalent_many`)
+have no group budget: each comparison takes at most ``timeout`` (+0.5 s before a hard kill); bad
+forms are skipped after their first parse, a light but slow gold after two timeouts against
+healthy predictions.
 
 >>> canonical_answer("\\left( 3, \\dfrac{\\pi}{2} \\right).")
 '(3,\\frac{\\pi}{2})'
@@ -46,12 +72,12 @@ import time
 from decimal import Decimal, InvalidOperation
 from importlib.metadata import version
 from multiprocessing.connection import Connection, wait
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 __all__ = ["Grader", "Clusterer", "shared_grader", "canonical_answer", "grader_version", "GRADER_CONFIG"]
 
 GRADER_CONFIG: dict[str, Any] = {
-    "config": "v1",
+    "config": "v2",
     "wrap": "bare string s is parsed as \\boxed{s} (unless it already contains \\boxed)",
     "extraction_config": [
         "LatexExtractionConfig(try_extract_without_anchor=True, boxed_match_priority=50, "
@@ -69,12 +95,16 @@ GRADER_CONFIG: dict[str, Any] = {
     "cluster_relation": "verify(a, b) or verify(b, a)",
     "shortcuts": "identical non-empty strings -> True; both canonical forms integers -> integer equality",
     "timeout": "soft SIGALRM in the worker + hard kill by the parent; a timeout counts as False",
+    "bad_forms": "a form that is unparsable, heavy (exact value > 2^23 bits, n! weighted x4, compound symbolic "
+                 "base ^ > 256), times out or fails in its parse, times out against 2 healthy partners, or is "
+                 "suspected in 2 vote groups is equal only to itself (string shortcuts) from then on",
+    "group_budget": "a vote group spends at most 2 x timeout in math-verify; comparisons past it count as False",
 }
 """The pinned grading setup; bump ``config`` when any entry changes (it is part of the version)."""
 
 
 def grader_version() -> str:
-    """Identifies the grader for run records, e.g. ``math-verify==0.9.0;config=v1``."""
+    """Identifies the grader for run records, e.g. ``math-verify==0.9.0;config=v2``."""
     return f"math-verify=={version('math-verify')};config={GRADER_CONFIG['config']}"
 
 
@@ -150,11 +180,6 @@ def _shortcut(a: str, b: str) -> bool | None:
 
 
 # ---- the worker process -----------------------------------------------------------------------
-
-class _SoftTimeout(BaseException):
-    """Raised by the worker's SIGALRM handler; a BaseException so math-verify's ``except Exception``
-    does not swallow it."""
-
 
 HEAVY_BITS = 1 << 23
 """A number-valued subexpression whose exact value would need more bits than this (about 2.5 million
@@ -425,34 +450,44 @@ class _Pool:
                 if not w.ready and time.monotonic() - w.started > self.STARTUP_LIMIT:
                     raise RuntimeError(f"grader worker did not start within {self.STARTUP_LIMIT:.0f} s")
 
-    def run(self, items: list[tuple[str, str, str]], budget: "_Budget | None" = None) -> list:
+    def run(self, items: list[tuple[str, str, str]], budget: "_Budget | None" = None,
+            on_result: Callable[[int, Any], None] | None = None, skip: Callable[[tuple], bool] | None = None) -> list:
         """Grade ``items`` on the workers; one verdict per item. Caller holds the lock.
 
         ``budget``: seconds left (counted once the workers are ready; the time spent here is taken off
         it) after which items not yet graded get ``"over_budget"``; workers still busy are killed and
-        replaced, so the call ends right then.
+        replaced, so the call ends right then. ``on_result(i, verdict)`` is called as each verdict
+        arrives; an item for which ``skip(item)`` is true when its turn comes is not sent (``"skipped"``).
         """
+        if budget is not None and budget.left <= 0:  # spent: no waiting for replaced workers either
+            self.stats["over_budget"] += len(items)
+            return ["over_budget"] * len(items)
         self._wait_ready()
         try:
-            return self._run(items, budget)
+            return self._run(items, budget, on_result or (lambda i, v: None), skip or (lambda item: False))
         finally:
             if budget is not None:
                 budget.left -= time.monotonic() - budget.started
                 budget.started = 0.0
 
-    def _run(self, items: list[tuple[str, str, str]], budget: "_Budget | None") -> list:
+    def _run(self, items: list[tuple[str, str, str]], budget: "_Budget | None", on_result, skip) -> list:
         if budget is not None:
             budget.started = time.monotonic()
         self.stats["calls"] += len(items)
         results: list = [None] * len(items)
         pending = collections.deque(range(len(items)))
         hard = self.timeout + (self.GRACE if self.soft_timeout else 0.0)
-        chunk = max(1, min(16, math.ceil(len(items) / (2 * self.workers))))
+        chunk = max(1, min(16, len(items) // (4 * self.workers)))  # small batches item by item: skips act at once
         end = None if budget is None else time.monotonic() + max(0.0, budget.left)
         while pending or any(w.inflight for w in self._workers):
             now = time.monotonic()
             if end is not None and now >= end:
                 self._over_budget(results, pending)
+                break
+            for i in [i for i in pending if skip(items[i])]:  # whether or not a worker is free
+                results[i] = "skipped"
+                pending.remove(i)
+            if not pending and not any(w.inflight for w in self._workers):
                 break
             for w in self._workers:
                 if w.ready and not w.inflight and pending:
@@ -468,25 +503,40 @@ class _Pool:
             deadlines = [w.deadline for w in self._workers if w.inflight] + ([end] if end is not None else [])
             starting = [w for w in self._workers if not w.ready]
             wait_s = max(0.0, min(deadlines) - now) if deadlines else 1.0
-            for conn in wait([w.conn for w in self._workers], timeout=wait_s):
-                w = next(w for w in self._workers if w.conn is conn)
-                try:
-                    msg = conn.recv()
-                except (EOFError, OSError):
-                    if not w.ready:
-                        raise RuntimeError(f"grader worker exited while starting (code {w.proc.wait()}); "
-                                           "see its error output above") from None
-                    self._fail(w, results, pending, "error")
-                    continue
-                if msg == "ready":
-                    w.ready = True
-                else:
-                    results[w.inflight.popleft()] = msg
-                    w.deadline = time.monotonic() + hard if w.inflight else None
+            ready_conns = wait([w.conn for w in self._workers], timeout=wait_s)
+            while ready_conns:
+                timed_out = False
+                for conn in ready_conns:
+                    w = next(w for w in self._workers if w.conn is conn)
+                    try:
+                        msg = conn.recv()
+                    except (EOFError, OSError):
+                        if not w.ready:
+                            raise RuntimeError(f"grader worker exited while starting (code {w.proc.wait()}); "
+                                               "see its error output above") from None
+                        self._fail(w, results, pending, "error", on_result)
+                        continue
+                    if msg == "ready":
+                        w.ready = True
+                    else:
+                        i = w.inflight.popleft()
+                        results[i] = msg
+                        w.deadline = time.monotonic() + hard if w.inflight else None
+                        on_result(i, msg)
+                        timed_out = timed_out or msg == "timeout"
+                # soft timeouts of items sent together land together: take them all before sending more,
+                # so that a form blamed by them is skipped at once
+                ready_conns = wait([w.conn for w in self._workers], timeout=0.05) if timed_out else []
+            for w in list(self._workers):  # a form turned bad or suspected: stop comparing it now
+                if w.inflight and skip(items[w.inflight[0]]):
+                    results[w.inflight.popleft()] = "skipped"
+                    pending.extendleft(reversed(w.inflight))
+                    w.inflight.clear()
+                    self._replace(w)
             now = time.monotonic()
             for w in list(self._workers):
                 if w.inflight and w.deadline is not None and now > w.deadline:
-                    self._fail(w, results, pending, "timeout")
+                    self._fail(w, results, pending, "timeout", on_result)
             for w in starting:
                 if not w.ready and w in self._workers and now - w.started > self.STARTUP_LIMIT:
                     raise RuntimeError(f"grader worker did not start within {self.STARTUP_LIMIT:.0f} s")
@@ -510,13 +560,16 @@ class _Pool:
                 w.inflight.clear()
                 self._replace(w)
 
-    def _fail(self, w: _Worker, results: list, pending: collections.deque, verdict: str) -> None:
+    def _fail(self, w: _Worker, results: list, pending: collections.deque, verdict: str, on_result) -> None:
         """The item ``w`` is working on gets ``verdict``; its other items go back to the queue."""
-        if w.inflight:
-            results[w.inflight.popleft()] = verdict
+        i = w.inflight.popleft() if w.inflight else None
+        if i is not None:
+            results[i] = verdict
             pending.extendleft(reversed(w.inflight))
             w.inflight.clear()
         self._replace(w)
+        if i is not None:
+            on_result(i, verdict)
 
 
 STRIKES = 2
@@ -524,10 +577,39 @@ STRIKES = 2
 
 
 class _Budget:
-    """Seconds of grading a caller may still spend (a vote group's bound)."""
+    """One vote group's grading: seconds it may still spend, and the forms it suspects.
+
+    A form in :data:`STRIKES` or more of the group's timeouts, in more of them than each of its
+    partners, that never finished a comparison, is *suspected* for the rest of the group: its
+    remaining comparisons count as not equivalent (not cached). This catches a slow group head
+    compared with fresh forms, where no partner is healthy yet. A form suspected in two groups is
+    a bad form from then on (``verify_timeout``). Risk, stated: a brand-new answer compared first
+    with two slow ones is suspected wrongly in that group (and made bad if that happens twice).
+    """
 
     def __init__(self, seconds: float):
         self.left, self.started = seconds, 0.0
+        self.timeouts: collections.Counter[str] = collections.Counter()
+        self.partners: dict[str, list[str]] = {}
+        self.suspects: set[str] = set()
+
+    def suspect(self, a: str, b: str, record: Callable[[str], list[int]]) -> list[str]:
+        """Count the timeout of ``a`` against ``b``; returns the forms it makes suspected."""
+        ca, cb = canonical_answer(a), canonical_answer(b)
+        for f, g in ((ca, cb), (cb, ca)):
+            self.timeouts[f] += 1
+            self.partners.setdefault(f, []).append(g)
+        new = []
+        for f, form in ((ca, a), (cb, b)):
+            n = self.timeouts[f]
+            if (f not in self.suspects and n >= STRIKES and record(form)[0] == 0
+                    and all(self.timeouts[p] < n for p in self.partners[f])):
+                self.suspects.add(f)
+                new.append(form)
+        return new
+
+    def suspected(self, form: str) -> bool:
+        return bool(self.suspects) and canonical_answer(form) in self.suspects
 
 
 class _Verdicts:
@@ -544,6 +626,7 @@ class _Verdicts:
         self._cache: dict[tuple[str, str, str], bool] = {}
         self._bad: dict[str, str] = {}  # canonical form -> why it cannot be compared
         self._records: dict[str, list[int]] = {}  # canonical form -> [finished, timeouts blamed]
+        self._suspicions: dict[str, int] = {}  # canonical form -> vote groups that suspected it
 
     def decide(self, items: list[tuple[str, str | None, str | None]], budget: _Budget | None = None) -> list[bool]:
         out: list[bool | None] = [None] * len(items)
@@ -576,30 +659,45 @@ class _Verdicts:
             if key in self._cache:
                 out[i] = self._cache[key]
                 self.pool.stats["cache_hits"] += 1
-            elif self.bad_form(a) or self.bad_form(b):
+            elif self.bad_form(a) or self.bad_form(b) or (budget is not None and (budget.suspected(a) or
+                                                                                 budget.suspected(b))):
                 out[i] = False
                 self.pool.stats["bad_form_hits"] += 1
             else:
                 wanted.setdefault(key, []).append(i)
         if wanted:
-            keys = list(wanted)
+            # comparisons with answers known to be healthy first: a slow form is then blamed (and its
+            # remaining comparisons skipped) after its first round of timeouts
+            keys = sorted(wanted, key=lambda k: -sum(self._healthy(f) for f in k[1:]))
+
+            def on_result(i: int, verdict: Any) -> None:  # as verdicts arrive: later items may be skipped
+                key = keys[i]
+                if isinstance(verdict, tuple):  # ("bad", side, reason): that form is never compared again
+                    self._remember_bad(key[1 + verdict[1]], verdict[2])
+                elif verdict is True or verdict is False:
+                    for form in key[1:]:
+                        self._record(form)[0] += 1
+                elif verdict == "timeout":
+                    self._blame(key[1], key[2])
+                    for form in budget.suspect(key[1], key[2], self._record) if budget is not None else []:
+                        canon = canonical_answer(form)
+                        self._store(self._suspicions, canon, self._suspicions.get(canon, 0) + 1)
+                        if self._suspicions[canon] >= 2:
+                            self._remember_bad(form, "verify_timeout")
+
+            def skip(item: tuple) -> bool:
+                return any(self.bad_form(f) or (budget is not None and budget.suspected(f)) for f in item[1:])
+
             with self.pool.lock:
-                raw = self.pool.run(keys, budget)
+                raw = self.pool.run(keys, budget, on_result, skip)
             for key, verdict in zip(keys, raw):
                 ok = verdict is True
                 for i in wanted[key]:
                     out[i] = ok
-                if verdict == "over_budget":  # undecided, not a verdict: a later call may decide it
-                    continue
-                if isinstance(verdict, tuple):  # ("bad", side, reason): that form is never compared again
-                    self._remember_bad(key[1 + verdict[1]], verdict[2])
-                elif verdict in (True, False):
-                    for form in key[1:]:
-                        self._record(form)[0] += 1
-                self._store(self._cache, key, ok)
-            for key, verdict in zip(keys, raw):  # after every success of the batch is counted
-                if verdict == "timeout":
-                    self._blame(key[1], key[2])
+                if verdict == "skipped":  # a form of it turned bad during this batch
+                    self.pool.stats["bad_form_hits"] += len(wanted[key])
+                elif verdict != "over_budget":  # over budget is undecided, not a verdict: not cached
+                    self._store(self._cache, key, ok)
         return out  # type: ignore[return-value]
 
     def _record(self, form: str) -> list[int]:
@@ -610,6 +708,10 @@ class _Verdicts:
             rec = [0, 0]
             self._store(self._records, canon, rec)
         return rec
+
+    def _healthy(self, form: str) -> bool:
+        rec = self._records.get(canonical_answer(form))
+        return rec is not None and rec[0] > rec[1]
 
     def _blame(self, a: str, b: str) -> None:
         """A comparison timed out: the side whose partner is healthy (more comparisons finished than

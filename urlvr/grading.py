@@ -408,6 +408,8 @@ class _Pool:
     """Worker processes and the loop that grades a list of items on them (no verdict is kept here)."""
 
     GRACE = 0.5
+    KILL_AFTER = 0.25
+    """A worker still busy this long with a form that turned bad is replaced (a restart costs ~1 s)."""
     STARTUP_LIMIT = 180.0
 
     def __init__(self, workers: int, timeout: float, soft_timeout: bool, group_budget: float | None = None):
@@ -479,6 +481,7 @@ class _Pool:
         hard = self.timeout + (self.GRACE if self.soft_timeout else 0.0)
         chunk = max(1, min(16, len(items) // (4 * self.workers)))  # small batches item by item: skips act at once
         end = None if budget is None else time.monotonic() + max(0.0, budget.left)
+        wake = None  # when to look again at a worker busy with a form that turned bad
         while pending or any(w.inflight for w in self._workers):
             now = time.monotonic()
             if end is not None and now >= end:
@@ -500,7 +503,7 @@ class _Pool:
                         continue
                     w.inflight.extend(batch)
                     w.deadline = now + hard
-            deadlines = [w.deadline for w in self._workers if w.inflight] + ([end] if end is not None else [])
+            deadlines = [w.deadline for w in self._workers if w.inflight] + [t for t in (end, wake) if t is not None]
             starting = [w for w in self._workers if not w.ready]
             wait_s = max(0.0, min(deadlines) - now) if deadlines else 1.0
             ready_conns = wait([w.conn for w in self._workers], timeout=wait_s)
@@ -527,8 +530,13 @@ class _Pool:
                 # soft timeouts of items sent together land together: take them all before sending more,
                 # so that a form blamed by them is skipped at once
                 ready_conns = wait([w.conn for w in self._workers], timeout=0.05) if timed_out else []
-            for w in list(self._workers):  # a form turned bad or suspected: stop comparing it now
-                if w.inflight and skip(items[w.inflight[0]]):
+            now, wake = time.monotonic(), None
+            for w in list(self._workers):  # a form turned bad or suspected: stop comparing it soon
+                if w.inflight and w.deadline is not None and skip(items[w.inflight[0]]):
+                    started = w.deadline - hard
+                    if now - started < self.KILL_AFTER:  # a quick item (a heavy form) ends by itself
+                        wake = started + self.KILL_AFTER if wake is None else min(wake, started + self.KILL_AFTER)
+                        continue
                     results[w.inflight.popleft()] = "skipped"
                     pending.extendleft(reversed(w.inflight))
                     w.inflight.clear()

@@ -153,3 +153,25 @@ def test_a_misbehaving_reward_in_a_real_process_exits_2(tiny_model, bad_rewards,
     assert res.returncode == 2, res.stderr[-2000:]
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert res.stderr.startswith(f"error: reward 'urlvr_bad_rewards:{reward}' ")
+
+
+# ---- pathological gold answers (issue 17): the grader never raises, train and eval finish --------------
+
+def test_long_integer_and_heavy_golds_through_train_and_eval(tmp_path, tiny_model):
+    """A 5,000-digit gold (past Python's int-string limit: a ValueError traceback in eval before) and a
+    2^2^2^2^30 gold, graded by math-verify against the tiny model's boxed integers."""
+    import json
+
+    data = tmp_path / "long.jsonl"
+    rows = [{"id": "a", "prompt": "9+5", "answer": "7" * 5000}, {"id": "b", "prompt": "2+2", "answer": "4"},
+            {"id": "c", "prompt": "3+3", "answer": "2^{2^{2^{2^{30}}}}"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["train", str(REPO / "recipes" / "testbed_gold.yaml"), f"model={tiny_model}", "task=jsonl",
+                 f"task_options={{path: {data}, template: \"{{question}}\\n\"}}", "equivalence=math", "steps=2",
+                 "prompts_per_step=3", "n_votes=4", "n_train=4", "val_problems=0", "max_new_tokens=12",
+                 "train_problems=3", "save_every=0", "sample_every=0", f"out_dir={tmp_path / 'run'}", "--quiet"]) == 0
+    assert (tmp_path / "run" / "summary.json").is_file()
+    assert main(["eval", "--model", tiny_model, "--data", str(data), "--k", "4", "--seeds", "1", "--max-new-tokens",
+                 "12", "--template", "{question}\n", "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    samples = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
+    assert any(s["answer"] is not None for s in samples)  # boxed answers were graded against the long golds

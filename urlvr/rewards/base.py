@@ -157,7 +157,7 @@ def check_options(spec: RewardSpec, options: dict[str, Any]) -> None:
                          "fix reward_options")
 
 
-def _score(spec: RewardSpec, group: Group, i: int, s: Any, bound: bool = True) -> float | None:
+def _as_reward(spec: RewardSpec, group: Group, i: int, s: Any, bound: bool = True) -> float | None:
     """One returned value as a float or None; anything that is not a real number is refused."""
     if s is None:
         return None
@@ -200,8 +200,8 @@ def call_reward(spec: RewardSpec, group: Group, options: dict[str, Any]) -> Rewa
     if len(out.scores) != len(group):
         raise UrlvrError(f"reward {spec.name!r} returned {len(out.scores)} scores for a group of {len(group)}; "
                          "a reward must return one score (or None) per completion")
-    out.scores = [_score(spec, group, i, s) for i, s in enumerate(out.scores)]
-    out.components = {name: [_score(spec, group, i, v, bound=False) for i, v in enumerate(vals)]
+    out.scores = [_as_reward(spec, group, i, s) for i, s in enumerate(out.scores)]
+    out.components = {name: [_as_reward(spec, group, i, v, bound=False) for i, v in enumerate(vals)]
                       for name, vals in out.components.items()}
     return out
 

@@ -12,7 +12,9 @@ from urlvr.grading import GRADER_CONFIG, Grader, canonical_answer, grader_versio
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "math500.jsonl").is_file(),
                                 reason=f"benchmark data not found at {DATA} (expected <repo>/../shared/data)")
-SLOW = "2^{2^{2^{2^{30}}}}"  # sympy spends minutes on this; only a timeout ends it
+SLOW = "2^{2^{2^{2^{30}}}}"  # sympy spends minutes on this; found heavy at parse, never compared
+STUCK = "(x+y+z)^{100}"  # light by the heavy check, but its comparison with a number runs past any timeout
+DIGITS = "7" * 5000  # past Python's 4,300-digit int-string limit
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +111,7 @@ def test_soft_timeout_returns_quickly_and_grader_keeps_working():
         assert g.equivalent("1", "1.0")  # shortcut: no worker yet
         assert g.equivalent("\\frac{1}{2}", "0.5")  # starts the worker
         start = time.monotonic()
-        assert g.equivalent("1", SLOW) is False
+        assert g.equivalent("1", STUCK) is False
         assert time.monotonic() - start < 4
         assert g.stats["timeouts"] == 1  # normally by the worker's own alarm, without a restart
         assert g.equivalent("\\frac{1}{3}", "2/6")
@@ -119,7 +121,7 @@ def test_hard_timeout_kills_and_replaces_a_stuck_worker():
     with Grader(workers=1, timeout=0.5, soft_timeout=False) as g:
         assert g.equivalent("\\frac{1}{2}", "0.5")
         start = time.monotonic()
-        assert g.equivalent_many([("1", SLOW), ("\\frac{1}{4}", "0.25")]) == [False, True]
+        assert g.equivalent_many([("1", STUCK), ("\\frac{1}{4}", "0.25")]) == [False, True]
         assert time.monotonic() - start < 10  # includes starting the replacement worker
         assert g.stats["timeouts"] == 1 and g.stats["restarts"] == 1
 
@@ -161,3 +163,88 @@ def test_throughput(capsys):
     with capsys.disabled():
         print(f"\n[grading] {len(verdicts) / seconds:.0f} gold checks/s over {len(verdicts)} MATH-500 pairs "
               f"({sent} needed math-verify, the rest were integer shortcuts)")
+
+
+# ---- pathological answers (issue 17): never raise here, cached per form, a vote group is bounded -------
+
+NESTED = "{" * 3000 + "1" + "}" * 3000  # math-verify's parser runs past any timeout on it
+# (gold, pred, verdict, why the pathological side is a bad form: None = it is not one)
+PATHOLOGICAL = [
+    (DIGITS, DIGITS, True, None),  # the identical-string shortcut
+    (DIGITS, DIGITS + ".000", True, None),  # integer shortcut on digit strings, no int()
+    ("-00" + DIGITS, "-" + DIGITS, True, None),
+    (DIGITS, "8" + DIGITS[1:], False, None),
+    ("0" * 5000, "-0", True, None),
+    (DIGITS, "\\frac{" + DIGITS + "}{1}", None, None),  # math-verify in a worker: whatever it says, no raise
+    (SLOW, "5", False, "heavy"),
+    (SLOW, " " + SLOW + " ", True, "heavy"),  # a bad form is still equal to itself
+    ("5", "10^{10^{10}}", False, "heavy"),
+    ("\\frac{1}{2}", "(10^{100})!", False, "heavy"),
+    ("(2, 3)", "(2, 10^{10^{10}})", False, "heavy"),
+    ("7", "(x+1)^{1024}", False, "heavy"),
+    ("3", "\\sin(10^{10^{10}})", False, "heavy"),
+    ("1", NESTED, False, "parse_timeout"),
+    ("1", "}{", False, "unparsable"),
+]
+
+
+def test_pathological_answers_table():
+    with Grader(workers=2, timeout=1.0) as g:
+        got = g.equivalent_many([(a, b) for a, b, _, _ in PATHOLOGICAL])
+        assert [v for v, (_, _, want, _) in zip(got, PATHOLOGICAL) if want is not None] == \
+            [want for _, _, want, _ in PATHOLOGICAL if want is not None]
+        assert all(isinstance(v, bool) for v in got)
+        for a, b, _, why in PATHOLOGICAL:  # why the pathological side of the row is a bad form
+            assert {g._gold.bad_form(a), g._gold.bad_form(b)} - {None} == ({why} if why else set()), (a[:20], b[:20])
+        assert g.stats["bad_forms"] == len({a if why == "heavy" and a == SLOW else b
+                                             for a, b, _, why in PATHOLOGICAL if why})
+        calls, timeouts = g.stats["calls"], g.stats["timeouts"]
+        again = [(gold, b) for gold, b in (("8", SLOW), ("9", " " + NESTED), ("4", "10^{10^{10}}"))]
+        assert g.equivalent_many(again) == [False] * 3  # known bad forms: no worker, no timeout
+        assert (g.stats["calls"], g.stats["timeouts"]) == (calls, timeouts)
+        assert g.cluster([DIGITS, DIGITS + ".0", "3", "8" * 5000, None]) == [0, 0, 1, 2, None]
+
+
+def test_a_vote_group_with_a_pathological_answer_needs_no_timeout():
+    """The issue's case: 8 distinct answers, one of them 2^2^2^2^30 (took 30 s, 7 timeouts)."""
+    answers = [SLOW, "0.5", "3", "\\sqrt{2}", "x+1", "(1,2)", "\\pi", "12"]
+    with Grader(workers=2, timeout=5.0) as g:
+        g.equivalent("\\frac{1}{2}", "0.5")  # start the workers
+        start = time.monotonic()
+        assert g.cluster(answers) == list(range(8))
+        assert time.monotonic() - start < 30  # finishes; benchmarks/pathological_grading.py measures it
+        assert g.stats["timeouts"] == 0 and g.stats["bad_forms"] == 1
+
+
+def test_a_form_that_keeps_timing_out_against_healthy_answers_becomes_bad():
+    with Grader(workers=1, timeout=0.5) as g:
+        assert g.equivalent_many([("\\frac{14}{2}", "7"), ("\\frac{16}{2}", "8"), ("x", "8")]) == [True, True, False]
+        assert g.equivalent("7", STUCK) is False and g.stats["bad_forms"] == 0  # one strike
+        assert g.equivalent("8", STUCK) is False and g.stats["bad_forms"] == 1  # two: bad from now on
+        calls = g.stats["calls"]
+        assert g.equivalent("9", STUCK) is False and g.stats["calls"] == calls
+        assert g.equivalent("\\frac{21}{3}", "7") is True  # the healthy partners took no blame
+        assert g.stats["timeouts"] == 2
+
+
+def test_a_vote_group_stops_at_its_budget():
+    slow = [STUCK, "(x+y+w)^{100}", "(a+b+c)^{100}", "(p+q+r)^{100}", "(u+v+w)^{100}"]
+    with Grader(workers=1, timeout=1.0, group_budget=1.5) as g:
+        g.equivalent("\\frac{1}{2}", "0.5")
+        start = time.monotonic()
+        ids = g.cluster(["7", *slow, "\\frac{14}{2}"])
+        assert time.monotonic() - start < 15  # budget 1.5 s + killing the busy worker; never 6 x 1 s
+        assert len(ids) == 7 and ids[0] == 0 and g.stats["over_budget"] >= 1
+        assert g.cluster(["7", "\\frac{14}{2}"]) == [0, 0]  # cut-off comparisons were not cached as False
+
+
+def test_a_slow_vote_group_head_is_suspected_then_bad_after_two_groups():
+    slow = [STUCK, "(a+b+c)^{100}", "(p+q+r)^{100}"]
+    with Grader(workers=2, timeout=0.5, group_budget=4.0) as g:
+        g.equivalent("\\frac{1}{2}", "0.5")
+        first = g.cluster([*slow, "7", "\\frac{14}{2}"])
+        assert first[3] == first[4] and len(set(first)) == 4  # the slow heads did not cost the budget
+        assert g._sym.bad_form(STUCK) is None  # suspected in one group only
+        g.cluster([STUCK, "(u+v+w)^{100}", "(d+e+f)^{100}", "8"])  # new partners (pairs are cached)
+        assert g._sym.bad_form(STUCK) == "verify_timeout" and g._sym.bad_form("7") is None
+        assert g._gold.bad_form(STUCK) is None  # the gold relation keeps its own forms

@@ -257,7 +257,11 @@ class TrainConfig(Config):
     equivalence: str = "canonical"
     """Answer equality for votes: ``canonical`` (task key) or ``math`` (math-verify classes)."""
     max_failed_steps: int = 3
-    """Stop after this many consecutive steps whose rewards all failed."""
+    """Stop after this many consecutive steps in which the reward gave no finite score (it raised, or
+    returned None, NaN or ±inf for every completion)."""
+    reward_timeout: float = 300.0
+    """Seconds one reward call (one group) may take before the run stops with an error; 0 = no limit
+    (the reward then runs in the main thread, e.g. for one that uses signals)."""
     grader_workers: int = 2
     """Worker processes of the math-verify grader (math equivalence, gold checks of math answers)."""
     grader_timeout: float = 5.0
@@ -350,7 +354,7 @@ class TrainConfig(Config):
                  "collapse_window", "collapse_patience", "collapse_kl_margin", "grader_workers", "grader_timeout")
     _non_negative = ("steps", "val_problems", "weight_decay", "advantage_eps", "eps_low", "eps_high", "kl_coef",
                      "entropy_coef", "micro_batch_size", "seed", "seed_grpo_alpha", "val_every", "sample_every",
-                     "save_every", "logprob_chunk", "lora_rank", "lora_alpha")
+                     "save_every", "logprob_chunk", "lora_rank", "lora_alpha", "reward_timeout")
     _unit = ("collapse_ratio", "collapse_entropy_fraction", "lora_dropout")
 
     def choices(self) -> dict[str, Sequence[Any]]:

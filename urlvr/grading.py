@@ -13,7 +13,7 @@ main thread under a soft ``SIGALRM`` limit; the parent also keeps a hard deadlin
 replaces a worker that does not answer (a long C-level computation ignores signals). Workers are
 started lazily as fresh interpreters running this file (never ``fork``: the parent has torch loaded;
 see :class:`_Worker` for why not ``multiprocessing``'s spawn), and a timed-out comparison counts as
-*not equivalent*. A pathological answer costs up to ``timeout`` seconds per comparison it is in.
+*not equivalent*.
 
 The math-verify call is pinned (:data:`GRADER_CONFIG`, :func:`grader_version`): a bare answer string
 ``s`` is parsed as ``\boxed{s}`` with ``LatexExtractionConfig`` then ``ExprExtractionConfig``, the
@@ -21,8 +21,34 @@ library defaults of math-verify 0.9.0 written out, so results do not drift with 
 
 Cheap decisions made without math-verify (so a vote over 8 integers costs microseconds):
 identical non-empty strings are equivalent, and two strings whose :func:`canonical_answer` are both
-plain integers are equivalent exactly when the integers are equal. :meth:`Grader.cross_check` compares
-raw math-verify verdicts with the string normaliser so either can be audited.
+plain integers are equivalent exactly when the integers are equal (compared as digit strings: no
+``int()``, so an answer past Python's 4,300-digit int-string limit never raises here).
+:meth:`Grader.cross_check` compares raw math-verify verdicts with the string normaliser so either can
+be audited.
+
+**Pathological answers are bounded** (issue 17). Each worker checks every newly parsed form and
+reports one it cannot compare: *unparsable* (math-verify extracts nothing), *heavy* (:func:`_heavy`:
+its exact value would need more than :data:`HEAVY_BITS` bits, e.g. ``2^{2^{2^{2^{30}}}}``,
+``(10^{100})!``, ``(x+1)^{1024}``; found by walking the sympy tree, nothing is evaluated), or its
+parse timed out or raised. The parent keeps these in a **negative cache per answer form** (per
+relation, keyed by :func:`canonical_answer`), so such a form costs at most one parse per worker and
+is never sent again; it is equal only to itself. A comparison that times out for a form that passed
+those checks (a *light but slow* form, e.g. ``(x+y+z)^{100}``) is cached per pair and blamed, as
+verdicts arrive: on the side whose partner is healthy (two such strikes, outnumbering its finished
+comparisons, make the form bad), and within a vote group on the form common to its timeouts
+(:class:`_Budget`: suspected for the rest of the group; bad once two groups suspected it). A form
+that turns bad or suspected is dropped from the comparisons still queued, and a worker busy with it
+is replaced. Finally one vote group (:meth:`Clusterer.__call__`) spends at most ``group_budget``
+seconds (default ``2 * timeout``) in math-verify once the workers are up.
+
+Worst case, stated: one vote group takes at most ``group_budget`` seconds after worker start-up
+(plus replacing workers still busy at the cut-off; comparisons cut off count as not equivalent for
+that call only). Within it a heavy or unparsable form costs its parse (about 0.1 s), a form whose
+parse times out costs ``timeout`` once per worker (in parallel), a light but slow group head about
+``timeout`` (one round of timeouts on the workers). Gold checks (:meth:`Grader.equivalent_many`)
+have no group budget: each comparison takes at most ``timeout`` (+0.5 s before a hard kill); bad
+forms are skipped after their first parse, a light but slow gold after two timeouts against
+healthy predictions.
 
 >>> canonical_answer("\\left( 3, \\dfrac{\\pi}{2} \\right).")
 '(3,\\frac{\\pi}{2})'
@@ -46,12 +72,12 @@ import time
 from decimal import Decimal, InvalidOperation
 from importlib.metadata import version
 from multiprocessing.connection import Connection, wait
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 __all__ = ["Grader", "Clusterer", "shared_grader", "canonical_answer", "grader_version", "GRADER_CONFIG"]
 
 GRADER_CONFIG: dict[str, Any] = {
-    "config": "v1",
+    "config": "v2",
     "wrap": "bare string s is parsed as \\boxed{s} (unless it already contains \\boxed)",
     "extraction_config": [
         "LatexExtractionConfig(try_extract_without_anchor=True, boxed_match_priority=50, "
@@ -69,12 +95,16 @@ GRADER_CONFIG: dict[str, Any] = {
     "cluster_relation": "verify(a, b) or verify(b, a)",
     "shortcuts": "identical non-empty strings -> True; both canonical forms integers -> integer equality",
     "timeout": "soft SIGALRM in the worker + hard kill by the parent; a timeout counts as False",
+    "bad_forms": "a form that is unparsable, heavy (exact value > 2^23 bits, n! weighted x4, compound symbolic "
+                 "base ^ > 256), times out or fails in its parse, times out against 2 healthy partners, or is "
+                 "suspected in 2 vote groups is equal only to itself (string shortcuts) from then on",
+    "group_budget": "a vote group spends at most 2 x timeout in math-verify; comparisons past it count as False",
 }
 """The pinned grading setup; bump ``config`` when any entry changes (it is part of the version)."""
 
 
 def grader_version() -> str:
-    """Identifies the grader for run records, e.g. ``math-verify==0.9.0;config=v1``."""
+    """Identifies the grader for run records, e.g. ``math-verify==0.9.0;config=v2``."""
     return f"math-verify=={version('math-verify')};config={GRADER_CONFIG['config']}"
 
 
@@ -86,6 +116,7 @@ _SPACING = re.compile(r"(?<!\\)\\[!,;: ]|~")  # not the space after a ``\\`` row
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\degree")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
 _INTEGER = re.compile(r"-?\d+")
+_LONG_INTEGRAL = re.compile(r"\+?(-?\d+)(?:\.0*)?")
 
 
 def canonical_answer(answer: str) -> str:
@@ -113,8 +144,13 @@ def canonical_answer(answer: str) -> str:
 
 
 def _normalise_number(s: str) -> str:
-    """``142.0`` -> ``142``, ``0.50`` -> ``0.5``, ``-0`` -> ``0``; anything else unchanged."""
-    if len(s) > 100 or not _NUMBER.fullmatch(s):
+    """``142.0`` -> ``142``, ``0.50`` -> ``0.5``, ``-0`` -> ``0``; anything else unchanged.
+
+    Past 100 characters only ``<digits>.0…`` is shortened (to its digits), without ``int()``."""
+    if len(s) > 100:
+        m = _LONG_INTEGRAL.fullmatch(s)
+        return s if m is None else "".join(_integer_key(m[1]))
+    if not _NUMBER.fullmatch(s):
         return s
     try:
         d = Decimal(s)
@@ -125,17 +161,99 @@ def _normalise_number(s: str) -> str:
     return format(d.normalize(), "f")
 
 
+def _integer_key(s: str) -> tuple[str, str]:
+    """``-007`` -> ``("-", "7")``; ``-0`` -> ``("", "0")``: integer equality without ``int()``, whose
+    4,300-digit string limit raises ``ValueError`` on long answers."""
+    sign, digits = ("-", s[1:]) if s.startswith("-") else ("", s)
+    digits = digits.lstrip("0") or "0"
+    return ("" if digits == "0" else sign, digits)
+
+
 def _shortcut(a: str, b: str) -> bool | None:
     """Verdict decidable without math-verify, or None."""
     if a.strip() and a.strip() == b.strip():
         return True
     ca, cb = canonical_answer(a), canonical_answer(b)
     if _INTEGER.fullmatch(ca) and _INTEGER.fullmatch(cb):
-        return int(ca) == int(cb)
+        return _integer_key(ca) == _integer_key(cb)
     return None
 
 
 # ---- the worker process -----------------------------------------------------------------------
+
+HEAVY_BITS = 1 << 23
+"""A number-valued subexpression whose exact value would need more bits than this (about 2.5 million
+decimal digits) makes an answer *heavy*: ``10^{10^{6}}`` (3.3 M bits) verifies in 0.3 s,
+``10^{10^{7}}`` (33 M bits) runs past any timeout."""
+HEAVY_FACTORIAL_WEIGHT = 4
+"""``n!`` costs about this many times its bit size (``100000!`` verifies in 0.2 s, ``262144!`` in 2 s)."""
+HEAVY_SYMBOLIC_EXPONENT = 256
+"""A compound symbolic base raised to more than this expands into a huge polynomial:
+``(x+1)^{1024}`` runs past any timeout (``x^{2^{22}}`` with a bare symbol as base stays cheap)."""
+
+
+def _heavy(expr: Any) -> bool:
+    """Whether math-verify would evaluate a huge exact number or polynomial for ``expr`` (a parse result).
+
+    Walks the sympy tree once and bounds the bit size of every number-valued subexpression (see
+    :data:`HEAVY_BITS`); nothing is evaluated. Recursion too deep counts as heavy.
+    """
+    import sympy
+
+    def size(e, b: float) -> float:  # |value| of e: exact for a small integer, else 2^bits (may overflow)
+        if isinstance(e, sympy.Integer) and abs(int(e)).bit_length() <= 64:
+            return float(abs(int(e)))
+        return 2.0 ** b
+
+    def bits(e) -> float:  # upper estimate of log2 |value| of e; raises _Heavy past the limit
+        if isinstance(e, sympy.Integer):
+            n = abs(int(e))
+            b = math.log2(n) if 1 < n.bit_length() < 1000 else float(n.bit_length())
+        elif isinstance(e, sympy.Rational):
+            b = float(abs(int(e.p)).bit_length() + int(e.q).bit_length())
+        elif isinstance(e, (sympy.Float, sympy.NumberSymbol, sympy.Symbol)) or not isinstance(e, sympy.Basic):
+            b = 64.0
+        elif isinstance(e, sympy.Pow):
+            base, exp = e.args
+            bb, be = bits(base), bits(exp)
+            if not exp.is_number or base in (sympy.S.Zero, sympy.S.One, sympy.S.NegativeOne):
+                b = 64.0
+            elif base.is_number:
+                b = size(exp, be) * max(bb, 1.0)
+            elif not isinstance(base, sympy.Symbol) and size(exp, be) > HEAVY_SYMBOLIC_EXPONENT:
+                raise _Heavy
+            else:
+                b = 64.0
+        elif isinstance(e, sympy.factorial):
+            n = size(e.args[0], bits(e.args[0]))
+            b = n * max(math.log2(max(n, 1.0)), 1.0) * HEAVY_FACTORIAL_WEIGHT
+        elif isinstance(e, sympy.Mul):
+            b = sum(bits(a) for a in e.args)
+        elif isinstance(e, sympy.Add):
+            b = max((bits(a) for a in e.args), default=0.0) + 1.0
+        else:  # functions, containers, relations: their arguments must be light; the value is small
+            b = max((bits(a) for a in e.args), default=0.0) if isinstance(e, sympy.Tuple) else 64.0
+            for a in e.args:
+                bits(a)
+        if b > HEAVY_BITS:
+            raise _Heavy
+        return b
+
+    try:
+        for item in expr:
+            if isinstance(item, sympy.MatrixBase):
+                for x in item:
+                    bits(x)
+            elif isinstance(item, sympy.Basic):
+                bits(item)
+    except (_Heavy, RecursionError, OverflowError):
+        return True
+    return False
+
+
+class _Heavy(Exception):
+    pass
+
 
 class _SoftTimeout(BaseException):
     """Raised by the worker's SIGALRM handler; a BaseException so math-verify's ``except Exception``
@@ -145,8 +263,14 @@ class _SoftTimeout(BaseException):
 def _worker_main(inbox: Connection, outbox: Connection, soft_timeout: float | None) -> None:
     """Worker loop: receive lists of ``(kind, a, b)``, send back one verdict per item as it finishes.
 
-    A verdict is True, False, ``"timeout"`` or ``"error"``. Runs math-verify in this process's main
-    thread with its own signal timeouts off; ``soft_timeout`` seconds of SIGALRM bound each item.
+    A verdict is True, False, ``"timeout"``, ``"error"`` (verify failed), or ``("bad", side, reason)``
+    when answer ``side`` (0 for ``a``, 1 for ``b``) cannot be compared at all: ``reason`` is
+    ``"unparsable"`` (math-verify extracted nothing), ``"parse_timeout"``, ``"parse_error"`` or
+    ``"heavy"`` (:func:`_heavy`). A form's status is cached here with its parse, and the parent keeps
+    it per form, so such an answer is never parsed or compared again. Runs math-verify in this
+    process's main thread with its own signal timeouts off; ``soft_timeout`` seconds of SIGALRM bound
+    each item. Python's 4,300-digit int-string limit stays on (it keeps ``int(str)`` linear): a
+    conversion past it inside math-verify is a ``ValueError``, caught like any other error.
     """
     import logging
 
@@ -165,23 +289,28 @@ def _worker_main(inbox: Connection, outbox: Connection, soft_timeout: float | No
         ),
         ExprExtractionConfig(try_extract_without_anchor=True),
     ]
-    parsed: dict[str, Any] = {}
+    parsed: dict[str, tuple[Any, str | None]] = {}  # form -> (parse result, None or why it is bad)
 
-    def parse_one(s: str):
+    def parse_one(s: str) -> tuple[Any, str | None]:
         if s not in parsed:
             if len(parsed) > 20_000:
                 parsed.clear()
             text = s if "\\boxed" in s else "\\boxed{" + s + "}"
             try:
-                parsed[s] = parse(text, extraction, fallback_mode="first_match", extraction_mode="any_match",
-                                  parsing_timeout=None)
+                result = parse(text, extraction, fallback_mode="first_match", extraction_mode="any_match",
+                               parsing_timeout=None)
             except _SoftTimeout:
-                parsed[s] = []  # as math-verify does on a parse timeout: unparsable from now on, no re-run
+                parsed[s] = ([], "parse_timeout")  # never re-run here; the parent caches it too
                 raise
+            except Exception:  # e.g. a long integer past the int-string limit
+                result, status = [], "parse_error"
+            else:
+                status = "unparsable" if not result else "heavy" if _heavy(result) else None
+            parsed[s] = (result, status)
         return parsed[s]
 
-    def same(gold: str, pred: str) -> bool:
-        return verify(parse_one(gold), parse_one(pred), float_rounding=6, numeric_precision=15, strict=True,
+    def same(gold: Any, pred: Any) -> bool:
+        return verify(gold, pred, float_rounding=6, numeric_precision=15, strict=True,
                       allow_set_relation_comp=False, timeout_seconds=None)
 
     armed = [False]  # the alarm raises only while an item runs (not while its result is sent)
@@ -190,8 +319,23 @@ def _worker_main(inbox: Connection, outbox: Connection, soft_timeout: float | No
         if armed[0]:
             raise _SoftTimeout()
 
+    def grade(kind: str, a: str, b: str):
+        side = 0
+        try:
+            pa, bad = parse_one(a)
+            if bad:
+                return ("bad", 0, bad)
+            side = 1
+            pb, bad = parse_one(b)
+            if bad:
+                return ("bad", 1, bad)
+            side = None
+            return same(pa, pb) or (kind == "sym" and same(pb, pa))
+        except _SoftTimeout:
+            return "timeout" if side is None else ("bad", side, "parse_timeout")
+
     signal.signal(signal.SIGALRM, on_alarm)
-    same("\\frac{1}{2}", "(0.5, x^2)")  # warm up the LaTeX parser so the first real item is not slow
+    same(parse_one("\\frac{1}{2}")[0], parse_one("(0.5, x^2)")[0])  # warm up the LaTeX parser
     outbox.send("ready")
     while True:
         try:
@@ -205,9 +349,9 @@ def _worker_main(inbox: Connection, outbox: Connection, soft_timeout: float | No
                 if soft_timeout:
                     armed[0] = True
                     signal.setitimer(signal.ITIMER_REAL, soft_timeout)
-                verdict = same(a, b) or (kind == "sym" and same(b, a))
+                verdict = grade(kind, a, b)
                 armed[0] = False
-            except _SoftTimeout:
+            except _SoftTimeout:  # the alarm landed between grade's own handlers
                 verdict = "timeout"
             except Exception:  # a math-verify/sympy bug on odd input: not equivalent
                 verdict = "error"
@@ -264,11 +408,15 @@ class _Pool:
     """Worker processes and the loop that grades a list of items on them (no verdict is kept here)."""
 
     GRACE = 0.5
+    KILL_AFTER = 0.25
+    """A worker still busy this long with a form that turned bad is replaced (a restart costs ~1 s)."""
     STARTUP_LIMIT = 180.0
 
-    def __init__(self, workers: int, timeout: float, soft_timeout: bool):
+    def __init__(self, workers: int, timeout: float, soft_timeout: bool, group_budget: float | None = None):
         self.workers, self.timeout, self.soft_timeout = workers, timeout, soft_timeout
-        self.stats = {"calls": 0, "cache_hits": 0, "shortcuts": 0, "timeouts": 0, "errors": 0, "restarts": 0}
+        self.group_budget = 2 * timeout if group_budget is None else group_budget
+        self.stats = {"calls": 0, "cache_hits": 0, "shortcuts": 0, "timeouts": 0, "errors": 0, "restarts": 0,
+                      "bad_forms": 0, "bad_form_hits": 0, "over_budget": 0}
         self._workers: list[_Worker] = []
         self.lock = threading.Lock()
 
@@ -286,17 +434,64 @@ class _Pool:
         self._workers[self._workers.index(w)] = self._start_worker()
         self.stats["restarts"] += 1
 
-    def run(self, items: list[tuple[str, str, str]]) -> list[bool | str]:
-        """Grade ``items`` on the workers; one verdict per item. Caller holds the lock."""
+    def _wait_ready(self) -> None:
+        """Start missing workers and wait until every one has said ready (not part of any budget)."""
         while len(self._workers) < self.workers:
             self._workers.append(self._start_worker())
+        while not all(w.ready for w in self._workers):
+            starting = [w for w in self._workers if not w.ready]
+            for conn in wait([w.conn for w in starting], timeout=1.0):
+                w = next(w for w in starting if w.conn is conn)
+                try:
+                    msg = conn.recv()
+                except (EOFError, OSError):
+                    raise RuntimeError(f"grader worker exited while starting (code {w.proc.wait()}); "
+                                       "see its error output above") from None
+                w.ready = msg == "ready" or w.ready
+            for w in starting:
+                if not w.ready and time.monotonic() - w.started > self.STARTUP_LIMIT:
+                    raise RuntimeError(f"grader worker did not start within {self.STARTUP_LIMIT:.0f} s")
+
+    def run(self, items: list[tuple[str, str, str]], budget: "_Budget | None" = None,
+            on_result: Callable[[int, Any], None] | None = None, skip: Callable[[tuple], bool] | None = None) -> list:
+        """Grade ``items`` on the workers; one verdict per item. Caller holds the lock.
+
+        ``budget``: seconds left (counted once the workers are ready; the time spent here is taken off
+        it) after which items not yet graded get ``"over_budget"``; workers still busy are killed and
+        replaced, so the call ends right then. ``on_result(i, verdict)`` is called as each verdict
+        arrives; an item for which ``skip(item)`` is true when its turn comes is not sent (``"skipped"``).
+        """
+        if budget is not None and budget.left <= 0:  # spent: no waiting for replaced workers either
+            self.stats["over_budget"] += len(items)
+            return ["over_budget"] * len(items)
+        self._wait_ready()
+        try:
+            return self._run(items, budget, on_result or (lambda i, v: None), skip or (lambda item: False))
+        finally:
+            if budget is not None:
+                budget.left -= time.monotonic() - budget.started
+                budget.started = 0.0
+
+    def _run(self, items: list[tuple[str, str, str]], budget: "_Budget | None", on_result, skip) -> list:
+        if budget is not None:
+            budget.started = time.monotonic()
         self.stats["calls"] += len(items)
-        results: list[bool | str | None] = [None] * len(items)
+        results: list = [None] * len(items)
         pending = collections.deque(range(len(items)))
         hard = self.timeout + (self.GRACE if self.soft_timeout else 0.0)
-        chunk = max(1, min(16, math.ceil(len(items) / (2 * self.workers))))
+        chunk = max(1, min(16, len(items) // (4 * self.workers)))  # small batches item by item: skips act at once
+        end = None if budget is None else time.monotonic() + max(0.0, budget.left)
+        wake = None  # when to look again at a worker busy with a form that turned bad
         while pending or any(w.inflight for w in self._workers):
             now = time.monotonic()
+            if end is not None and now >= end:
+                self._over_budget(results, pending)
+                break
+            for i in [i for i in pending if skip(items[i])]:  # whether or not a worker is free
+                results[i] = "skipped"
+                pending.remove(i)
+            if not pending and not any(w.inflight for w in self._workers):
+                break
             for w in self._workers:
                 if w.ready and not w.inflight and pending:
                     batch = [pending.popleft() for _ in range(min(chunk, len(pending)))]
@@ -308,55 +503,140 @@ class _Pool:
                         continue
                     w.inflight.extend(batch)
                     w.deadline = now + hard
-            deadlines = [w.deadline for w in self._workers if w.inflight]
+            deadlines = [w.deadline for w in self._workers if w.inflight] + [t for t in (end, wake) if t is not None]
             starting = [w for w in self._workers if not w.ready]
             wait_s = max(0.0, min(deadlines) - now) if deadlines else 1.0
-            for conn in wait([w.conn for w in self._workers], timeout=wait_s):
-                w = next(w for w in self._workers if w.conn is conn)
-                try:
-                    msg = conn.recv()
-                except (EOFError, OSError):
-                    if not w.ready:
-                        raise RuntimeError(f"grader worker exited while starting (code {w.proc.wait()}); "
-                                           "see its error output above") from None
-                    self._fail(w, results, pending, "error")
-                    continue
-                if msg == "ready":
-                    w.ready = True
-                else:
-                    results[w.inflight.popleft()] = msg
-                    w.deadline = time.monotonic() + hard if w.inflight else None
+            ready_conns = wait([w.conn for w in self._workers], timeout=wait_s)
+            while ready_conns:
+                timed_out = False
+                for conn in ready_conns:
+                    w = next(w for w in self._workers if w.conn is conn)
+                    try:
+                        msg = conn.recv()
+                    except (EOFError, OSError):
+                        if not w.ready:
+                            raise RuntimeError(f"grader worker exited while starting (code {w.proc.wait()}); "
+                                               "see its error output above") from None
+                        self._fail(w, results, pending, "error", on_result)
+                        continue
+                    if msg == "ready":
+                        w.ready = True
+                    else:
+                        i = w.inflight.popleft()
+                        results[i] = msg
+                        w.deadline = time.monotonic() + hard if w.inflight else None
+                        on_result(i, msg)
+                        timed_out = timed_out or msg == "timeout"
+                # soft timeouts of items sent together land together: take them all before sending more,
+                # so that a form blamed by them is skipped at once
+                ready_conns = wait([w.conn for w in self._workers], timeout=0.05) if timed_out else []
+            now, wake = time.monotonic(), None
+            for w in list(self._workers):  # a form turned bad or suspected: stop comparing it soon
+                if w.inflight and w.deadline is not None and skip(items[w.inflight[0]]):
+                    started = w.deadline - hard
+                    if now - started < self.KILL_AFTER:  # a quick item (a heavy form) ends by itself
+                        wake = started + self.KILL_AFTER if wake is None else min(wake, started + self.KILL_AFTER)
+                        continue
+                    results[w.inflight.popleft()] = "skipped"
+                    pending.extendleft(reversed(w.inflight))
+                    w.inflight.clear()
+                    self._replace(w)
             now = time.monotonic()
             for w in list(self._workers):
                 if w.inflight and w.deadline is not None and now > w.deadline:
-                    self._fail(w, results, pending, "timeout")
+                    self._fail(w, results, pending, "timeout", on_result)
             for w in starting:
                 if not w.ready and w in self._workers and now - w.started > self.STARTUP_LIMIT:
                     raise RuntimeError(f"grader worker did not start within {self.STARTUP_LIMIT:.0f} s")
         for r in results:
-            if r == "timeout":
+            if r == "timeout" or (isinstance(r, tuple) and r[2] == "parse_timeout"):
                 self.stats["timeouts"] += 1
             elif r == "error":
                 self.stats["errors"] += 1
-        return results  # type: ignore[return-value]
+            elif r == "over_budget":
+                self.stats["over_budget"] += 1
+        return results
 
-    def _fail(self, w: _Worker, results: list, pending: collections.deque, verdict: str) -> None:
+    def _over_budget(self, results: list, pending: collections.deque) -> None:
+        for i in pending:
+            results[i] = "over_budget"
+        pending.clear()
+        for w in list(self._workers):
+            if w.inflight:
+                for i in w.inflight:
+                    results[i] = "over_budget"
+                w.inflight.clear()
+                self._replace(w)
+
+    def _fail(self, w: _Worker, results: list, pending: collections.deque, verdict: str, on_result) -> None:
         """The item ``w`` is working on gets ``verdict``; its other items go back to the queue."""
-        if w.inflight:
-            results[w.inflight.popleft()] = verdict
+        i = w.inflight.popleft() if w.inflight else None
+        if i is not None:
+            results[i] = verdict
             pending.extendleft(reversed(w.inflight))
             w.inflight.clear()
         self._replace(w)
+        if i is not None:
+            on_result(i, verdict)
+
+
+STRIKES = 2
+"""Comparisons timed out against healthy partners that make a form bad (see ``_Verdicts._blame``)."""
+
+
+class _Budget:
+    """One vote group's grading: seconds it may still spend, and the forms it suspects.
+
+    A form in :data:`STRIKES` or more of the group's timeouts, in more of them than each of its
+    partners, that never finished a comparison, is *suspected* for the rest of the group: its
+    remaining comparisons count as not equivalent (not cached). This catches a slow group head
+    compared with fresh forms, where no partner is healthy yet. A form suspected in two groups is
+    a bad form from then on (``verify_timeout``). Risk, stated: a brand-new answer compared first
+    with two slow ones is suspected wrongly in that group (and made bad if that happens twice).
+    """
+
+    def __init__(self, seconds: float):
+        self.left, self.started = seconds, 0.0
+        self.timeouts: collections.Counter[str] = collections.Counter()
+        self.partners: dict[str, list[str]] = {}
+        self.suspects: set[str] = set()
+
+    def suspect(self, a: str, b: str, record: Callable[[str], list[int]]) -> list[str]:
+        """Count the timeout of ``a`` against ``b``; returns the forms it makes suspected."""
+        ca, cb = canonical_answer(a), canonical_answer(b)
+        for f, g in ((ca, cb), (cb, ca)):
+            self.timeouts[f] += 1
+            self.partners.setdefault(f, []).append(g)
+        new = []
+        for f, form in ((ca, a), (cb, b)):
+            n = self.timeouts[f]
+            if (f not in self.suspects and n >= STRIKES and record(form)[0] == 0
+                    and all(self.timeouts[p] < n for p in self.partners[f])):
+                self.suspects.add(f)
+                new.append(form)
+        return new
+
+    def suspected(self, form: str) -> bool:
+        return bool(self.suspects) and canonical_answer(form) in self.suspects
 
 
 class _Verdicts:
-    """One relation's verdict cache in front of a pool: shortcuts, then the cache, then math-verify."""
+    """One relation's verdict cache in front of a pool: shortcuts, known-bad forms, the cache, math-verify.
+
+    Besides pair verdicts it keeps a **negative cache per answer form** (keyed by
+    :func:`canonical_answer`): a form the workers reported unparsable, heavy, or whose parse timed out
+    or failed, or one that keeps timing out against healthy answers (:data:`STRIKES`), is compared with
+    nothing again; it is equal only to itself (the string shortcuts).
+    """
 
     def __init__(self, pool: _Pool, cache_size: int):
         self.pool, self.cache_size = pool, cache_size
         self._cache: dict[tuple[str, str, str], bool] = {}
+        self._bad: dict[str, str] = {}  # canonical form -> why it cannot be compared
+        self._records: dict[str, list[int]] = {}  # canonical form -> [finished, timeouts blamed]
+        self._suspicions: dict[str, int] = {}  # canonical form -> vote groups that suspected it
 
-    def decide(self, items: list[tuple[str, str | None, str | None]]) -> list[bool]:
+    def decide(self, items: list[tuple[str, str | None, str | None]], budget: _Budget | None = None) -> list[bool]:
         out: list[bool | None] = [None] * len(items)
         todo: list[int] = []
         for i, (_, a, b) in enumerate(items):
@@ -369,11 +649,16 @@ class _Verdicts:
                 self.pool.stats["shortcuts"] += 1
                 continue
             todo.append(i)
-        for i, v in zip(todo, self.math_verify([items[i] for i in todo])):  # type: ignore[misc]
+        for i, v in zip(todo, self.math_verify([items[i] for i in todo], budget)):  # type: ignore[misc]
             out[i] = v
         return out  # type: ignore[return-value]
 
-    def math_verify(self, items: list[tuple[str, str, str]]) -> list[bool]:
+    def bad_form(self, answer: str) -> str | None:
+        """Why ``answer`` cannot be compared (``unparsable``, ``heavy``, ``parse_timeout``,
+        ``parse_error``, ``verify_timeout``), or None."""
+        return self._bad.get(canonical_answer(answer)) if self._bad else None
+
+    def math_verify(self, items: list[tuple[str, str, str]], budget: _Budget | None = None) -> list[bool]:
         """Cached math-verify verdicts; distinct uncached items go to the workers once."""
         out: list[bool | None] = [None] * len(items)
         wanted: dict[tuple[str, str, str], list[int]] = {}
@@ -382,21 +667,84 @@ class _Verdicts:
             if key in self._cache:
                 out[i] = self._cache[key]
                 self.pool.stats["cache_hits"] += 1
+            elif self.bad_form(a) or self.bad_form(b) or (budget is not None and (budget.suspected(a) or
+                                                                                 budget.suspected(b))):
+                out[i] = False
+                self.pool.stats["bad_form_hits"] += 1
             else:
                 wanted.setdefault(key, []).append(i)
         if wanted:
-            keys = list(wanted)
+            # comparisons with answers known to be healthy first: a slow form is then blamed (and its
+            # remaining comparisons skipped) after its first round of timeouts
+            keys = sorted(wanted, key=lambda k: -sum(self._healthy(f) for f in k[1:]))
+
+            def on_result(i: int, verdict: Any) -> None:  # as verdicts arrive: later items may be skipped
+                key = keys[i]
+                if isinstance(verdict, tuple):  # ("bad", side, reason): that form is never compared again
+                    self._remember_bad(key[1 + verdict[1]], verdict[2])
+                elif verdict is True or verdict is False:
+                    for form in key[1:]:
+                        self._record(form)[0] += 1
+                elif verdict == "timeout":
+                    self._blame(key[1], key[2])
+                    for form in budget.suspect(key[1], key[2], self._record) if budget is not None else []:
+                        canon = canonical_answer(form)
+                        self._store(self._suspicions, canon, self._suspicions.get(canon, 0) + 1)
+                        if self._suspicions[canon] >= 2:
+                            self._remember_bad(form, "verify_timeout")
+
+            def skip(item: tuple) -> bool:
+                return any(self.bad_form(f) or (budget is not None and budget.suspected(f)) for f in item[1:])
+
             with self.pool.lock:
-                raw = self.pool.run(keys)
+                raw = self.pool.run(keys, budget, on_result, skip)
             for key, verdict in zip(keys, raw):
                 ok = verdict is True
-                if len(self._cache) >= self.cache_size:  # drop the oldest tenth (dicts keep insertion order)
-                    for old in list(itertools.islice(self._cache, max(1, self.cache_size // 10))):
-                        del self._cache[old]
-                self._cache[key] = ok
                 for i in wanted[key]:
                     out[i] = ok
+                if verdict == "skipped":  # a form of it turned bad during this batch
+                    self.pool.stats["bad_form_hits"] += len(wanted[key])
+                elif verdict != "over_budget":  # over budget is undecided, not a verdict: not cached
+                    self._store(self._cache, key, ok)
         return out  # type: ignore[return-value]
+
+    def _record(self, form: str) -> list[int]:
+        """``[comparisons finished in time, timeouts blamed on it]`` of a form."""
+        canon = canonical_answer(form)
+        rec = self._records.get(canon)
+        if rec is None:
+            rec = [0, 0]
+            self._store(self._records, canon, rec)
+        return rec
+
+    def _healthy(self, form: str) -> bool:
+        rec = self._records.get(canonical_answer(form))
+        return rec is not None and rec[0] > rec[1]
+
+    def _blame(self, a: str, b: str) -> None:
+        """A comparison timed out: the side whose partner is healthy (more comparisons finished than
+        timeouts blamed) takes a strike; :data:`STRIKES` strikes, outnumbering its own finished
+        comparisons, make it a bad form (``verify_timeout``). A timeout between two unproven forms
+        blames neither (it stays a pair verdict)."""
+        ra, rb = self._record(a), self._record(b)
+        healthy_a, healthy_b = ra[0] > ra[1], rb[0] > rb[1]
+        for form, rec, partner_healthy in ((a, ra, healthy_b), (b, rb, healthy_a)):
+            if partner_healthy:
+                rec[1] += 1
+                if rec[1] >= STRIKES and rec[1] > rec[0]:
+                    self._remember_bad(form, "verify_timeout")
+
+    def _remember_bad(self, form: str, reason: str) -> None:
+        canon = canonical_answer(form)
+        if canon not in self._bad:
+            self._store(self._bad, canon, reason)
+            self.pool.stats["bad_forms"] += 1
+
+    def _store(self, cache: dict, key: Any, value: Any) -> None:
+        if len(cache) >= self.cache_size:  # drop the oldest tenth (dicts keep insertion order)
+            for old in list(itertools.islice(cache, max(1, self.cache_size // 10))):
+                del cache[old]
+        cache[key] = value
 
 
 class Clusterer:
@@ -425,7 +773,14 @@ class Clusterer:
         is equivalent to. Forms are compared with class heads only, one batch per class: the first
         unassigned form heads a new class and every form still unassigned is compared with it, so F
         distinct forms in C classes take at most F·C comparisons rather than all F(F−1)/2 pairs.
+
+        **Worst case, bounded**: a call spends at most the grader's ``group_budget`` seconds (default
+        2 × ``timeout``) in math-verify once the workers are up (their start-up, once per process, is
+        not counted). Past it, comparisons not yet made count as *not equivalent* for this call only
+        (not cached; ``stats["over_budget"]``) and busy workers are replaced. Unparsable, heavy and
+        parse-timed-out forms are known per form after their first parse and cost nothing more.
         """
+        budget = _Budget(self._verdicts.pool.group_budget)
         keys = [None if a is None else canonical_answer(a) for a in answers]
         reps: dict[str, str] = {}
         for a, k in zip(answers, keys):
@@ -437,7 +792,7 @@ class Clusterer:
         while pending:
             head, rest = pending[0], pending[1:]
             class_of[head] = cid
-            verdicts = self._verdicts.decide([("sym", reps[head], reps[form]) for form in rest])
+            verdicts = self._verdicts.decide([("sym", reps[head], reps[form]) for form in rest], budget)
             pending = []
             for form, same in zip(rest, verdicts):
                 if same:
@@ -452,22 +807,32 @@ class Grader:
     """A small lazily started pool of math-verify workers with verdict caches.
 
     ``workers`` processes are started on the first request; each comparison is bounded by
-    ``timeout`` seconds (soft SIGALRM in the worker, then a hard kill and respawn ``0.5`` s later).
+    ``timeout`` seconds (soft SIGALRM in the worker, then a hard kill and respawn ``0.5`` s later),
+    and one vote group (:meth:`cluster`) by ``group_budget`` seconds (default ``2 * timeout``).
     ``stats`` counts ``calls`` (comparisons sent to workers), ``cache_hits``, ``shortcuts``,
-    ``timeouts``, ``errors`` and ``restarts``. Thread-safe; pickles as a fresh grader with the same
-    settings; use as a context manager or call :meth:`close`. Gold checks and answer clusters keep
-    separate caches; :meth:`clusterer` hands out the clustering side alone (for label-free rewards).
+    ``timeouts``, ``errors``, ``restarts``, ``bad_forms`` (answer forms found unparsable, heavy or
+    timing out in their parse: never compared again), ``bad_form_hits`` (comparisons that skipped
+    math-verify for that reason) and ``over_budget`` (comparisons a vote group's budget cut off).
+    Thread-safe; pickles as a fresh grader with the same settings; use as a context manager or call
+    :meth:`close`. Gold checks and answer clusters keep separate caches (pair verdicts and bad forms);
+    :meth:`clusterer` hands out the clustering side alone (for label-free rewards).
+
+    Nothing here raises on odd answers: long integers (past Python's 4,300-digit int-string limit)
+    are compared as digit strings in this process, and whatever math-verify raises in a worker is an
+    ``error`` verdict (not equivalent).
 
     ``soft_timeout=False`` leaves only the parent's hard deadline (tests use it to exercise the kill
     path).
     """
 
     def __init__(self, workers: int = 2, timeout: float = 5.0, *, soft_timeout: bool = True,
-                 cache_size: int = 200_000):
-        if workers < 1 or not timeout > 0:
-            raise ValueError(f"need workers >= 1 and timeout > 0, got workers={workers}, timeout={timeout}")
+                 cache_size: int = 200_000, group_budget: float | None = None):
+        if workers < 1 or not timeout > 0 or (group_budget is not None and not group_budget > 0):
+            raise ValueError(f"need workers >= 1, timeout > 0 and group_budget > 0, got workers={workers}, "
+                             f"timeout={timeout}, group_budget={group_budget}")
         self.workers, self.timeout, self.soft_timeout, self.cache_size = workers, timeout, soft_timeout, cache_size
-        self._pool = _Pool(workers, timeout, soft_timeout)
+        self.group_budget = 2 * timeout if group_budget is None else group_budget
+        self._pool = _Pool(workers, timeout, soft_timeout, self.group_budget)
         self._gold = _Verdicts(self._pool, cache_size)
         self._sym = _Verdicts(self._pool, cache_size)
 
@@ -476,7 +841,7 @@ class Grader:
         return self._pool.stats
 
     def __reduce__(self):
-        return (_new_grader, (self.workers, self.timeout, self.soft_timeout, self.cache_size))
+        return (_new_grader, (self.workers, self.timeout, self.soft_timeout, self.cache_size, self.group_budget))
 
     def __enter__(self) -> "Grader":
         return self
@@ -544,8 +909,9 @@ def shared_grader(workers: int = 2, timeout: float = 5.0) -> Grader:
         return _SHARED[key]
 
 
-def _new_grader(workers: int, timeout: float, soft_timeout: bool, cache_size: int) -> Grader:
-    return Grader(workers, timeout, soft_timeout=soft_timeout, cache_size=cache_size)
+def _new_grader(workers: int, timeout: float, soft_timeout: bool, cache_size: int,
+                group_budget: float | None = None) -> Grader:
+    return Grader(workers, timeout, soft_timeout=soft_timeout, cache_size=cache_size, group_budget=group_budget)
 
 
 def _shared_clusterer(workers: int, timeout: float) -> Clusterer:

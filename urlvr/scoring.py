@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import torch
 
 from urlvr.errors import UrlvrError
-from urlvr.rewards.base import RewardSpec, call_reward
+from urlvr.rewards.base import REWARD_TIMEOUT, RewardSpec, call_bounded
 from urlvr.stats import STAT_NAMES
 from urlvr.types import AnswerRules, Completion, Example, Group, LabeledGroup, RewardOutput, RolloutBatch
 from urlvr.watch.health import group_clusters, health_metrics
@@ -85,14 +85,25 @@ class Scores:
     valid: torch.Tensor  # (G, N) bool, False = None or non-finite score
     components: dict[str, list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    last_invalid: float | None = None
+    """The last value that was not a finite score (None, NaN or ±inf), for the failure message."""
+
+    @property
+    def failure(self) -> str:
+        """Why completions got no score: the last error, else the last non-finite value returned."""
+        return f"last error: {self.errors[-1]}" if self.errors else f"last value returned: {self.last_invalid}"
 
 
-def score_groups(spec: RewardSpec, options: dict, groups: Sequence[Group], labeled: Sequence[LabeledGroup]) -> Scores:
-    """Call the reward on every whole group (labelled twins only for gold rewards).
+def score_groups(spec: RewardSpec, options: dict, groups: Sequence[Group], labeled: Sequence[LabeledGroup],
+                 timeout: float = REWARD_TIMEOUT) -> Scores:
+    """Call the reward on every whole group (labelled twins only for gold rewards), each call bounded.
 
-    A reward that raises for a group yields None for all of that group's completions (excluded from the
-    loss, counted in ``reward/failed``), never a silent 0; a :class:`UrlvrError` (a configuration
-    mistake) stops the run.
+    A reward that raises an ``Exception`` for a group yields None for all of that group's completions
+    (excluded from the loss, counted in ``reward/failed`` and ``reward/errors``), never a silent 0;
+    None, NaN and ±inf scores are excluded the same way (``valid`` False, the last one kept in
+    ``last_invalid``). What stops the run at once, as :class:`UrlvrError`: a configuration mistake
+    raised by the reward, a call longer than ``timeout`` seconds, ``SystemExit``/``KeyboardInterrupt``
+    from the reward, a non-numeric or huge score (:func:`~urlvr.rewards.base.call_bounded`).
     """
     G = len(groups)
     N = len(groups[0]) if G else 0
@@ -101,7 +112,7 @@ def score_groups(spec: RewardSpec, options: dict, groups: Sequence[Group], label
     scores = Scores(rewards, valid)
     for g, group in enumerate(labeled if spec.needs_gold else groups):
         try:
-            out = call_reward(spec, group, options)
+            out = call_bounded(spec, group, options, timeout)
         except UrlvrError:
             raise
         except Exception as e:  # an environment fault, not a verdict on the completion
@@ -110,6 +121,8 @@ def score_groups(spec: RewardSpec, options: dict, groups: Sequence[Group], label
         for i, s in enumerate(out.scores):
             if s is not None and math.isfinite(s):
                 rewards[g, i], valid[g, i] = s, True
+            else:
+                scores.last_invalid = s
         for name, vals in out.components.items():
             scores.components.setdefault(name, []).extend(v for v in vals if v is not None)
     return scores

@@ -154,7 +154,7 @@ class Trainer:
         groups, labeled = build_groups(self.task, self.rules, examples, prompts,
                                        [comps[g * cfg.n_votes : (g + 1) * cfg.n_votes] for g in range(len(examples))],
                                        self.grader, self.policy.config.vocab_size, self.tok.eos_token_id)
-        scores = score_groups(self.reward, self.reward_options, groups, labeled)
+        scores = score_groups(self.reward, self.reward_options, groups, labeled, timeout=cfg.reward_timeout)
         self._count_failures(scores)
         # 3. advantages on the first n_train completions of each group
         r_train, v_train = scores.rewards[:, : cfg.n_train], scores.valid[:, : cfg.n_train]  # (G, n_train)
@@ -177,14 +177,13 @@ class Trainer:
         return Step(step + 1, self.dist.mean_metrics(metrics, len(examples)), batch, examples, groups)
 
     def _count_failures(self, scores) -> None:
-        """A step with errors and no score at all counts towards stopping; a reward that abstains (None
-        without an error, e.g. SRT below its threshold) does not."""
-        all_failed = not self.dist.sum(float(scores.valid.sum())) and self.dist.sum(float(len(scores.errors)))
+        """A step without one finite score (the reward raised, or returned None/NaN/inf everywhere, e.g. SRT
+        filtering every group) counts towards stopping."""
+        all_failed = not self.dist.sum(float(scores.valid.sum()))
         self.failed_streak = self.failed_streak + 1 if all_failed else 0
         if self.failed_streak >= self.cfg.max_failed_steps:
-            last = scores.errors[-1] if scores.errors else "no valid score"
             raise UrlvrError(f"reward {self.cfg.reward!r} failed on every completion for {self.failed_streak} steps "
-                             f"in a row (last error: {last}); fix the reward")
+                             f"in a row ({scores.failure}); fix the reward or raise max_failed_steps")
 
     def _count_nonfinite(self, skipped: bool) -> None:
         """Steps in a row with a skipped (non-finite) update; too many stop the run with one line."""

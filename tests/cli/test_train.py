@@ -65,3 +65,113 @@ def test_exit_code_and_no_traceback_in_a_real_process(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip().startswith("error: model folder") and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+# ---- misbehaving rewards (issue 17): one line, exit 2, never a hang, an exit 0 or a traceback -----------
+
+BAD_REWARDS = '''
+import math, time
+
+def sleeps(group):
+    while True:  # a Python loop: ended by the exception sent into its thread after the timeout
+        time.sleep(0.05)
+
+def sleeps_in_c(group):
+    time.sleep(10 ** 6)  # one C call: the thread is abandoned (a daemon), the run still ends
+
+def exits(group):
+    raise SystemExit(0)
+
+def interrupts(group):
+    raise KeyboardInterrupt
+
+def nans(group):
+    return [math.nan] * len(group)
+
+def infs(group):
+    return [math.inf] * len(group)
+
+def nones(group):
+    return [None] * len(group)
+
+def strings(group):
+    return ["1.0"] * len(group)
+
+def huge(group):
+    return [1e308 * (i % 2) for i in range(len(group))]
+
+def scalar(group):
+    return 1.0
+
+def raises(group):
+    raise RuntimeError("backend down")
+'''
+
+# (reward in the module above, what its one line says)
+MISBEHAVING = [
+    ("sleeps", "did not return within 2 s on problem"),
+    ("exits", "raised SystemExit(0); a reward returns scores and must not exit or interrupt the run"),
+    ("interrupts", "raised KeyboardInterrupt()"),
+    ("nans", "failed on every completion for 2 steps in a row (last value returned: nan)"),
+    ("infs", "failed on every completion for 2 steps in a row (last value returned: inf)"),
+    ("nones", "failed on every completion for 2 steps in a row (last value returned: None)"),
+    ("strings", "returned '1.0' (str) for completion 0"),
+    ("huge", "returned 1e+308 for completion 1"),
+    ("scalar", "returned float 1.0 for a group"),
+    ("raises", "failed on every completion for 2 steps in a row (last error: RuntimeError: backend down)"),
+]
+
+
+def _bad_reward_run(tiny_model, run, reward):
+    return ["train", str(REPO / "recipes" / "testbed_gold.yaml"), f"model={tiny_model}",
+            "task_options={digits: 1, ops: '+'}", f"reward=urlvr_bad_rewards:{reward}", "steps=3",
+            "prompts_per_step=2", "n_votes=4", "n_train=4", "val_problems=0", "max_new_tokens=8", "train_problems=20",
+            "save_every=0", "sample_every=0", "max_failed_steps=2", "reward_timeout=2", f"out_dir={run}", "--quiet"]
+
+
+@pytest.fixture
+def bad_rewards(tmp_path, monkeypatch):
+    (tmp_path / "urlvr_bad_rewards.py").write_text(BAD_REWARDS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize("reward,msg", MISBEHAVING, ids=[m[0] for m in MISBEHAVING])
+def test_a_misbehaving_reward_stops_the_run_with_one_line(capsys, tiny_model, bad_rewards, reward, msg):
+    run = bad_rewards / "run"
+    line = _fail(capsys, _bad_reward_run(tiny_model, run, reward))
+    assert line.startswith(f"error: reward 'urlvr_bad_rewards:{reward}' ") and msg in line, line
+    assert not (run / "summary.json").exists()
+
+
+@pytest.mark.parametrize("reward", ["sleeps_in_c", "exits"])
+def test_a_misbehaving_reward_in_a_real_process_exits_2(tiny_model, bad_rewards, reward):
+    """A reward stuck in one C call, or one raising SystemExit(0), ends the process with code 2."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{REPO}{os.pathsep}{bad_rewards}")
+    res = subprocess.run([sys.executable, "-m", "urlvr", *_bad_reward_run(tiny_model, bad_rewards / "run", reward)],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert res.stderr.startswith(f"error: reward 'urlvr_bad_rewards:{reward}' ")
+
+
+# ---- pathological gold answers (issue 17): the grader never raises, train and eval finish --------------
+
+def test_long_integer_and_heavy_golds_through_train_and_eval(tmp_path, tiny_model):
+    """A 5,000-digit gold (past Python's int-string limit: a ValueError traceback in eval before) and a
+    2^2^2^2^30 gold, graded by math-verify against the tiny model's boxed integers."""
+    import json
+
+    data = tmp_path / "long.jsonl"
+    rows = [{"id": "a", "prompt": "9+5", "answer": "7" * 5000}, {"id": "b", "prompt": "2+2", "answer": "4"},
+            {"id": "c", "prompt": "3+3", "answer": "2^{2^{2^{2^{30}}}}"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["train", str(REPO / "recipes" / "testbed_gold.yaml"), f"model={tiny_model}", "task=jsonl",
+                 f"task_options={{path: {data}, template: \"{{question}}\\n\"}}", "equivalence=math", "steps=2",
+                 "prompts_per_step=3", "n_votes=4", "n_train=4", "val_problems=0", "max_new_tokens=12",
+                 "train_problems=3", "save_every=0", "sample_every=0", f"out_dir={tmp_path / 'run'}", "--quiet"]) == 0
+    assert (tmp_path / "run" / "summary.json").is_file()
+    assert main(["eval", "--model", tiny_model, "--data", str(data), "--k", "4", "--seeds", "1", "--max-new-tokens",
+                 "12", "--template", "{question}\n", "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    samples = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
+    assert any(s["answer"] is not None for s in samples)  # boxed answers were graded against the long golds

@@ -109,6 +109,8 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UrlvrError(f"{path}: file not found; check the path")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise UrlvrError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     except json.JSONDecodeError as e:
         raise UrlvrError(f"{path}:{e.lineno}: malformed JSON ({e.msg}); fix or remove that line") from None
 
@@ -119,8 +121,13 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     if not path.is_file():
         raise UrlvrError(f"{path}: file not found; check the path")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UrlvrError(f"{path}:{i}: not UTF-8 text (byte {e.start} of the line); save the file as UTF-8") \
+                    from None
             if not line.strip():
                 continue
             try:

@@ -137,9 +137,14 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
     if not (p / "metrics.jsonl").is_file():
         raise UrlvrError(f"{p} is not a run folder (no metrics.jsonl); give the out_dir of a 'urlvr train' run")
     rows = read_jsonl(p / "metrics.jsonl")
+    if not rows:
+        raise UrlvrError(f"{p}/metrics.jsonl has no rows yet (the run has not logged step 0); report it once it has")
     config = {}
     if (p / "config.yaml").is_file():
-        config = yaml.safe_load((p / "config.yaml").read_text(encoding="utf-8")) or {}
+        try:
+            config = yaml.safe_load((p / "config.yaml").read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise UrlvrError(f"{p}/config.yaml cannot be read ({type(e).__name__}); restore it from the run") from None
     if (p / "summary.json").is_file():
         summary = read_json(p / "summary.json")
     else:

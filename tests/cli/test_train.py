@@ -175,3 +175,19 @@ def test_long_integer_and_heavy_golds_through_train_and_eval(tmp_path, tiny_mode
                  "12", "--template", "{question}\n", "--out", str(tmp_path / "eval"), "--quiet"]) == 0
     samples = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
     assert any(s["answer"] is not None for s in samples)  # boxed answers were graded against the long golds
+
+
+def test_more_bad_input_is_one_line(capsys, tmp_path, tiny_model):
+    """Non-UTF-8 data, a report of a run with no rows, an --out that is a file (refused before sampling)."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"prompt": "1+1", "answer": "2"}\n{"prompt": "\xff", "answer": "1"}\n')
+    assert f"{bad}:2: not UTF-8 text" in _fail(capsys, ["eval", "--model", tiny_model, "--data", str(bad), "--quiet"])
+    run = tmp_path / "empty"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("")
+    assert "metrics.jsonl has no rows yet" in _fail(capsys, ["report", str(run)])
+    assert not (run / "report").exists()
+    (tmp_path / "afile").write_text("")
+    line = _fail(capsys, ["eval", "--model", tiny_model, "--data", "arithmetic", "--option", "digits=1",
+                          "--problems", "2", "--k", "1", "--out", str(tmp_path / "afile" / "sub"), "--quiet"])
+    assert "is a file, not a folder" in line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from urlvr.cli.train import parse_options
@@ -67,6 +68,11 @@ def run_eval(args) -> int:
                      grader_workers=args.grader_workers, grader_timeout=args.grader_timeout, device=args.device,
                      dtype=args.dtype, cross_check=args.cross_check)
     out = Path(args.out) if args.out else default_out_dir(cfg.model)
+    blocker = next((p for p in (out, *out.parents) if p.exists()), None)  # checked before any sampling
+    if blocker is not None and not blocker.is_dir():
+        raise UrlvrError(f"--out {out}: {blocker} is a file, not a folder; give a folder for results.json")
+    if blocker is not None and not os.access(blocker, os.W_OK):
+        raise UrlvrError(f"--out {out}: {blocker} is not writable; give a folder you can write to")
     results, samples = evaluate(cfg, progress=not args.quiet)
     write_results(out, results, samples)
     print(format_results(results))

@@ -62,3 +62,34 @@ def test_any_gguf_file_is_a_model_path(smollm2):
     assert folder != Path(smollm2) and folder.name.startswith("gguf-SmolLM2-135M-Instruct.Q4_1-")
     assert json.loads((folder / "config.json").read_text()) == json.loads((Path(smollm2) / "config.json").read_text())
     assert resolve_model(gguf, "arithmetic", {}) == str(folder)  # cached by content hash
+
+
+def _damaged(tmp_path, how):
+    import json
+
+    from urlvr.loading import save_model
+    from urlvr.testbed.models import build_model
+    from urlvr.testbed.tokenizer import char_tokenizer
+
+    tok = char_tokenizer()
+    folder = tmp_path / how
+    save_model(build_model("tiny", 50 if how == "small embedding" else len(tok), seed=0), tok, folder)
+    weights = folder / "model.safetensors"
+    if how == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif how == "config vocab":
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "vocab_size": 50}))
+    return folder
+
+
+@pytest.mark.parametrize("how, message", [
+    ("truncated", "the weight file is damaged or truncated"),
+    ("config vocab", "the weights' shapes do not match config.json"),
+    ("small embedding", "the tokenizer has 100 tokens but the model's embedding only 50 rows"),
+])
+def test_damaged_or_mismatched_weights_are_one_line(tmp_path, how, message):
+    from urlvr.loading import load_model
+
+    with pytest.raises(UrlvrError, match=message):
+        load_model(_damaged(tmp_path, how), device="cpu")

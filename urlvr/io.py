@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -70,9 +71,20 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        code = _wrapped_os_error(e)
+        if code is not None:  # e.g. safetensors' own error for a full disk: make it the OSError it is
+            raise OSError(code, os.strerror(code), str(path)) from e
         raise
+
+
+def _wrapped_os_error(e: BaseException) -> int | None:
+    """The errno a library's non-OSError write failure carries in its text (``os error 28``), if any."""
+    if isinstance(e, OSError):
+        return None
+    match = re.search(r"os error (\d+)", str(e))
+    return int(match[1]) if match else None
 
 
 def _umask() -> int:

@@ -264,18 +264,36 @@ def load_model(path: str | os.PathLike, device: str = "auto", dtype: str = "auto
         raise UrlvrError(f"cannot load the tokenizer from {p}: {str(e).splitlines()[0]}") from None
     try:
         model = AutoModelForCausalLM.from_pretrained(base.resolve(), local_files_only=True, dtype=dt)
-    except (OSError, ValueError) as e:
-        raise UrlvrError(f"cannot load the model from {base}: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # noqa: BLE001  (damaged weights, a config that does not fit them: bad input)
+        raise UrlvrError(f"cannot load the model from {base}: {_load_failure(e)}") from None
     if adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(p), is_trainable=False).merge_and_unload()
+        try:
+            model = PeftModel.from_pretrained(model, str(p), is_trainable=False).merge_and_unload()
+        except Exception as e:  # noqa: BLE001
+            raise UrlvrError(f"cannot load the LoRA adapters from {p}: {_load_failure(e)}") from None
         model.requires_grad_(True)  # peft froze the base weights; a loaded model trains like any other
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise UrlvrError(f"{p}: the tokenizer has {len(tokenizer)} tokens but the model's embedding only {rows} rows; "
+                         "the tokenizer does not belong to these weights (resize the embeddings or use its tokenizer)")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     model.to(dev).eval()
     return model, tokenizer
+
+
+def _load_failure(e: Exception) -> str:
+    """One line for a failed weight load: what it says, and what usually causes it."""
+    text = str(e).strip()
+    if "mismatched" in text or "size mismatch" in text or "shape" in text:
+        return "the weights' shapes do not match config.json (e.g. vocab_size or hidden_size); fix config.json"
+    first = text.splitlines()[0][:200] if text else type(e).__name__
+    if "safetensors" in type(e).__module__.lower() or "deserializ" in text or "header" in text:
+        return f"the weight file is damaged or truncated ({first}); copy it again"
+    return first
 
 
 def save_model(model, tokenizer, path: str | os.PathLike) -> None:

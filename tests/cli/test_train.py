@@ -191,3 +191,34 @@ def test_more_bad_input_is_one_line(capsys, tmp_path, tiny_model):
     line = _fail(capsys, ["eval", "--model", tiny_model, "--data", "arithmetic", "--option", "digits=1",
                           "--problems", "2", "--k", "1", "--out", str(tmp_path / "afile" / "sub"), "--quiet"])
     assert "is a file, not a folder" in line
+
+
+@pytest.fixture
+def small_disks(tmp_path):
+    """A full (200 kB) and a read-only file system, mounted for the test (root only; skipped elsewhere)."""
+    full, ro = tmp_path / "full", tmp_path / "ro"
+    full.mkdir(), ro.mkdir()
+    mounted = []
+    for where, opts in ((full, "size=200k"), (ro, "ro")):
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True)
+        if done.returncode != 0:
+            for m in mounted:
+                subprocess.run(["umount", str(m)])
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounted.append(where)
+    yield full, ro
+    for m in mounted:
+        subprocess.run(["umount", "-l", str(m)])
+
+
+def test_a_full_or_read_only_disk_is_one_line(capsys, small_disks, tiny_model):
+    full, ro = small_disks
+    tiny = [f"model={tiny_model}", "task_options={digits: 1, ops: '+'}", "train_problems=40", "steps=2", "val_problems=0",
+            "prompts_per_step=2", "n_votes=2", "n_train=2", "max_new_tokens=4", "save_every=2", "--quiet"]
+    recipe = str(REPO / "recipes" / "testbed_gold.yaml")
+    line = _fail(capsys, ["train", recipe, *tiny, f"out_dir={full / 'run'}"])  # the checkpoint does not fit
+    assert "No space left on device" in line and "free some space" in line
+    assert not list((full / "run" / "checkpoints").glob("step_*"))  # nothing half-written
+    assert "Read-only file system" in _fail(capsys, ["train", recipe, *tiny, f"out_dir={ro / 'run'}"])
+    assert "is not writable" in _fail(capsys, ["eval", "--model", tiny_model, "--data", "arithmetic", "--option",
+                                               "digits=1", "--problems", "2", "--k", "1", "--out", str(ro / "e")])

@@ -199,3 +199,13 @@ def test_answer_fallbacks_are_a_task_option(tmp_path, fallback, completion, answ
 def test_unknown_fallback_is_refused(tmp_path):
     with pytest.raises(UrlvrError, match="unknown answer fallback 'last_word'; choose from: answer_is, last_number"):
         get_task("arithmetic", fallback="last_word")
+
+
+def test_a_huge_question_is_refused_with_its_row(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"prompt": "1+1", "answer": "2"}) + "\n" + json.dumps({"prompt": "x" * 200_001,
+                                                                                       "answer": "1"}) + "\n")
+    with pytest.raises(UrlvrError, match=r"d.jsonl:2: the question has 200,001 characters, more than "
+                                         r"max_question_chars=100,000"):
+        get_task("jsonl", path=str(path))
+    assert len(get_task("jsonl", path=str(path), max_question_chars=300_000)) == 2

@@ -12,6 +12,7 @@ code 2; nothing is half-written because every file is written atomically.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from dataclasses import dataclass
@@ -119,6 +120,13 @@ def quiet_libraries() -> None:
         pass
 
 
+_DISK_ERRORS = {errno.ENOSPC: "free some space or choose another out_dir/--out",
+                errno.EDQUOT: "free some space or choose another out_dir/--out",
+                errno.EROFS: "the file system is read-only; choose another out_dir/--out",
+                errno.EACCES: "no permission to write there; choose another out_dir/--out"}
+"""Write failures that are the user's disk, not a bug: one line, exit 2."""
+
+
 def main(argv: list[str] | None = None) -> int:
     _environment()
     parser = build_parser()
@@ -136,6 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except UrlvrError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in _DISK_ERRORS:
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: cannot write{where}: {e.strerror or e}; {_DISK_ERRORS[e.errno]} (files urlvr writes are "
+              "atomic: nothing half-written was left)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -6,7 +6,8 @@ Fields are named by options: ``question_field`` (default ``prompt``), ``answer_f
 for an unlabelled file) and ``id_field`` (``id``; a row without it gets its 0-based row index). A field
 may be a dotted path into nested records (verl's ``reward_model.ground_truth``), and a question that is a
 chat conversation (a list of ``{"role", "content"}`` messages, verl's ``prompt``) reads as the content of
-its last user message. A malformed line or a missing field raises a :class:`~urlvr.errors.UrlvrError`
+its last user message. A question longer than ``max_question_chars`` (100,000) is refused. A malformed line
+or a missing field raises a :class:`~urlvr.errors.UrlvrError`
 naming the file, the row and the option to set.
 
 A benchmark file has no splits: every split returns the same rows, in file order, and the seed is
@@ -81,13 +82,16 @@ class FileTask(Task):
     """Benchmark problems from a JSON/JSONL file (MATH-500, AIME, AMC, GPQA); see the module docstring."""
 
     def __init__(self, path: str, question_field: str = "prompt", answer_field: str | None = "answer",
-                 id_field: str = "id", template: str | None = None, grader: str = "math", limit: int | None = None):
+                 id_field: str = "id", template: str | None = None, grader: str = "math", limit: int | None = None,
+                 max_question_chars: int = 100_000):
         if grader not in GRADERS:
             raise UrlvrError(f"jsonl: unknown grader {grader!r}; choose one of {', '.join(GRADERS)}")
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise UrlvrError(f"jsonl: limit must be a positive integer or None, got {limit!r}")
         self.path, self.grader = Path(path), grader
         self.question_field, self.answer_field, self.id_field = question_field, answer_field, id_field
+        self.max_question_chars = max_question_chars
+        """A longer question is refused (a broken row, not a prompt: it would be tokenised and sampled as is)."""
         self.template = _check_template(template or (CHOICE_TEMPLATE if grader == "choice" else MATH_TEMPLATE))
         self.rows = self._load()[:limit]
 
@@ -112,6 +116,9 @@ class FileTask(Task):
                                  "make ids unique or set id_field to another field")
             ids[pid] = loc
             question = self._field(row, self.question_field, "question_field", loc)
+            if len(question) > self.max_question_chars:
+                raise UrlvrError(f"{self.path}:{loc}: the question has {len(question):,} characters, more than "
+                                 f"max_question_chars={self.max_question_chars:,}; fix the row or raise the option")
             answer = None if self.answer_field is None else self._field(row, self.answer_field, "answer_field", loc)
             examples.append(Example(Problem(id=pid, question=question), answer))
         if not examples:

@@ -192,6 +192,7 @@ def test_resume_falls_back_to_the_newest_good_checkpoint(tiny_model, tmp_path, s
     assert rc == 0, err
     expected = "skipped step_000004" if how != "no latest" else "continuing from step_000004"
     assert expected in err and "Traceback" not in err, err
+    assert (run / "checkpoints" / "unusable-step_000004").is_dir() == (how != "no latest")  # kept, never deleted
     assert _stable(read_jsonl(run / "metrics.jsonl")) == six_steps
     samples = Counter(r["step"] for r in read_jsonl(run / "samples.jsonl"))
     assert samples == {s: 16 for s in range(1, 7)}  # 4 problems x 4 completions per step, each step once
@@ -219,3 +220,16 @@ def test_non_finite_updates_are_skipped_then_stop_the_run(tiny_model, tmp_path):
     rows = read_jsonl(run / "metrics.jsonl")
     skipped = [r["update/skipped_nonfinite"] for r in rows if "update/skipped_nonfinite" in r]
     assert skipped[-2:] == [1.0, 1.0] and len(skipped) < 20  # logged: the two before the step that stops the run
+
+
+def test_written_files_respect_the_umask(tiny_model, tmp_path):
+    """Atomic writes (temp file or folder, then rename) leave ordinary permissions, not mkstemp's 0600."""
+    old = os.umask(0o022)
+    try:
+        run = tmp_path / "run"
+        train(tiny_config(tiny_model, run, steps=1, save_every=1, val_problems=0), progress=False)
+    finally:
+        os.umask(old)
+    for path in (run / "metrics.jsonl", run / "summary.json", run / "checkpoints" / "step_000001" / "model.safetensors"):
+        assert path.stat().st_mode & 0o777 == 0o644, path
+    assert (run / "checkpoints" / "step_000001").stat().st_mode & 0o777 == 0o755

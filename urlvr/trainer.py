@@ -22,6 +22,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 import shutil
 import time
 from contextlib import nullcontext
@@ -129,6 +130,8 @@ class Trainer:
         self.failed_streak = 0
         self.nonfinite_streak = 0
         self.last_nonfinite = ""
+        self.unusable: list[Path] = []
+        """Checkpoints a resume could not use; moved aside as ``unusable-step_*`` so later saves never touch them."""
         self.detector = CollapseDetector.from_config(cfg)  # the watcher: label-free signals only
         self.history: list[dict] = []
         """Every row logged so far (after a resume: from the run's metrics.jsonl)."""
@@ -335,6 +338,8 @@ class Trainer:
         self.dist.barrier()
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            for folder in self.unusable:
+                os.replace(folder, folder.with_name(f"unusable-{folder.name}"))
             for pattern in (".tmp-*", ".old-*"):  # what a save killed half-way leaves (atomic_folder)
                 for stale in (self.run_dir / "checkpoints").glob(pattern):
                     shutil.rmtree(stale, ignore_errors=True)
@@ -403,6 +408,7 @@ class Trainer:
         folders = sorted((f for f in ckpt_root.glob("step_*") if f.is_dir()), key=lambda f: f.name, reverse=True)
         skipped = []
         for folder in [f for f in folders if f.name == named] + [f for f in folders if f.name != named]:
+            self.unusable.append(folder)  # until it proves usable: moved aside (never deleted) by _open_run
             try:
                 state = torch.load(folder / "trainer_state.pt", weights_only=False)
                 weights = self._read_weights(folder)
@@ -414,9 +420,10 @@ class Trainer:
                 skipped.append(f"{folder.name} (non-finite weights in {bad[0]})")
                 continue
             if skipped or folder.name != named:
-                why = f"skipped {', '.join(skipped)}" if skipped else \
+                why = f"skipped {', '.join(skipped)}; kept as checkpoints/unusable-*" if skipped else \
                     ("checkpoints/latest is missing" if named is None else f"checkpoints/latest names {named}")
                 echo(f"resume: continuing from {folder.name} ({why})")
+            self.unusable.pop()
             self._apply_weights(weights)
             self.opt.load_state_dict(state["optimizer"])
             self.failed_streak = state["failed_streak"]
@@ -425,7 +432,8 @@ class Trainer:
             torch.set_rng_state(state["torch_rng"])
             return int(state["step"])
         if folders:
-            echo(f"resume: no usable checkpoint (skipped {', '.join(skipped)}); starting again at step 0")
+            echo(f"resume: no usable checkpoint (skipped {', '.join(skipped)}; kept as checkpoints/unusable-*); "
+                 "starting again at step 0")
         return 0
 
     def _read_weights(self, folder: Path) -> dict[str, torch.Tensor]:

@@ -10,9 +10,9 @@ the grader's parent side) and the step's time split from metrics.jsonl. Baseline
 (every weight trains, and a frozen copy of the model is the reference). The built-in model must have
 been converted once (any ``model=smollm2`` run does it).
 
-``--malloc``: ``fixed`` is urlvr's default (the CLI fixes glibc's mmap threshold at 1 MiB, so freed
-activation blocks go back to the system); ``default`` is glibc's dynamic threshold
-(``URLVR_MMAP_THRESHOLD=0``), the baseline for that setting.
+``--malloc``: ``default`` is glibc's dynamic mmap threshold (urlvr's default, the baseline); ``fixed``
+sets ``URLVR_MMAP_THRESHOLD=1048576`` (the CLI fixes the threshold at 1 MiB, so freed activation blocks
+go back to the system).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ fsync, rename), and every folder (a model, a checkpoint) through :func:`atomic_f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -18,7 +19,7 @@ from typing import Any, Iterator
 
 from urlvr.errors import UrlvrError
 
-__all__ = ["cache_root", "atomic_write", "atomic_folder", "write_text", "write_json", "append_jsonl", "read_jsonl", "read_json"]
+__all__ = ["cache_root", "sha256_file", "atomic_write", "atomic_folder", "write_text", "write_json", "append_jsonl", "read_jsonl", "read_json"]
 
 
 def cache_root() -> Path:
@@ -91,6 +92,15 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -17,7 +17,6 @@ and a path that is not a folder with a config and weights fails at once with one
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -31,7 +30,7 @@ import torch
 from urlvr.config import DTYPES
 from urlvr.console import echo
 from urlvr.errors import UrlvrError
-from urlvr.io import atomic_folder, cache_root
+from urlvr.io import atomic_folder, cache_root, sha256_file
 
 __all__ = ["resolve_model", "load_model", "check_model_dir", "pick_device", "pick_dtype", "save_model",
            "BUILTIN_MODELS", "BuiltinModel", "builtin_model_dir", "convert_gguf", "is_adapter", "adapter_base"]
@@ -173,7 +172,7 @@ def convert_gguf(gguf: Path, out: Path | None = None, source: dict | None = None
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    digest = _sha256(gguf)
+    digest = sha256_file(gguf)
     out = out or cache_root() / "models" / f"gguf-{gguf.stem}-{digest[:12]}"
     if (out / "urlvr_model.json").is_file():
         return out
@@ -201,14 +200,6 @@ def convert_gguf(gguf: Path, out: Path | None = None, source: dict | None = None
                                                           "parameters": sum(p.numel() for p in model.parameters())},
                                                          indent=2) + "\n")
     return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---- loading folders -----------------------------------------------------------------------------

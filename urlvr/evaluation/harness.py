@@ -32,6 +32,7 @@ from typing import Any, Callable
 from urlvr.config import EvalConfig
 from urlvr.console import Bar, echo
 from urlvr.errors import UrlvrError
+from urlvr.io import sha256_file
 from urlvr.prompts import Renderer
 from urlvr.seeds import derive_seed
 from urlvr.types import AnswerRules, SamplingSettings
@@ -90,13 +91,6 @@ class Benchmark:
 
 
 # ---- data -----------------------------------------------------------------------------------------
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_benchmark(spec: str, cfg: EvalConfig) -> Benchmark:

@@ -222,3 +222,29 @@ def test_a_full_or_read_only_disk_is_one_line(capsys, small_disks, tiny_model):
     assert "Read-only file system" in _fail(capsys, ["train", recipe, *tiny, f"out_dir={ro / 'run'}"])
     assert "is not writable" in _fail(capsys, ["eval", "--model", tiny_model, "--data", "arithmetic", "--option",
                                                "digits=1", "--problems", "2", "--k", "1", "--out", str(ro / "e")])
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_and_an_integer_dtype_are_one_line(capsys, tmp_path, tiny_model):
+    recipe = str(REPO / "recipes" / "testbed_gold.yaml")
+    common = [recipe, f"model={tiny_model}", "task_options={digits: 1, ops: '+'}", f"out_dir={tmp_path / 'run'}"]
+    assert "this machine has no CUDA GPU" in _fail(capsys, ["train", *common, "device=cuda"])
+    assert "dtype='int8' is not one of" in _fail(capsys, ["train", *common, "dtype=int8"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_of_a_moved_run_writes_to_the_folder_given(capsys, tmp_path, tiny_model):
+    import shutil
+
+    from urlvr.io import read_jsonl
+
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    tiny = [f"model={tiny_model}", "task_options={digits: 1, ops: '+'}", "train_problems=40", "val_problems=0",
+            "prompts_per_step=2", "n_votes=2", "n_train=2", "max_new_tokens=4", "save_every=2", "--quiet"]
+    assert main(["train", str(REPO / "recipes" / "testbed_gold.yaml"), *tiny, "steps=2", f"out_dir={first}"]) == 0
+    shutil.move(first, moved)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(moved), "steps=4", "--quiet"]) == 0  # an override right after the folder
+    err = capsys.readouterr().err
+    assert "resume: out_dir" in err and "resume: steps: 2 -> 4" in err, err
+    assert [r["step"] for r in read_jsonl(moved / "metrics.jsonl")] == [0, 1, 2, 3, 4] and not first.exists()

@@ -188,11 +188,14 @@ def test_resume_falls_back_to_the_newest_good_checkpoint(tiny_model, tmp_path, s
     assert rc == 0, err
     shutil.copytree(tmp_path / "keep", run / "checkpoints" / "step_000002")
     _break(run / "checkpoints" / "step_000004", how)
+    if how == "truncated":  # step 4 went bad once before: both bad copies are kept
+        (run / "checkpoints" / "unusable-step_000004").mkdir()
     rc, err = _run("--resume", str(run), "steps=6")
     assert rc == 0, err
     expected = "skipped step_000004" if how != "no latest" else "continuing from step_000004"
     assert expected in err and "Traceback" not in err, err
     assert (run / "checkpoints" / "unusable-step_000004").is_dir() == (how != "no latest")  # kept, never deleted
+    assert (run / "checkpoints" / "unusable-step_000004.2").is_dir() == (how == "truncated")
     assert _stable(read_jsonl(run / "metrics.jsonl")) == six_steps
     samples = Counter(r["step"] for r in read_jsonl(run / "samples.jsonl"))
     assert samples == {s: 16 for s in range(1, 7)}  # 4 problems x 4 completions per step, each step once

@@ -339,7 +339,12 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             for folder in self.unusable:
-                os.replace(folder, folder.with_name(f"unusable-{folder.name}"))
+                aside = folder.with_name(f"unusable-{folder.name}")
+                for n in range(2, 1000):  # the same step can go bad twice: keep both
+                    if not aside.exists():
+                        break
+                    aside = folder.with_name(f"unusable-{folder.name}.{n}")
+                os.replace(folder, aside)
             for pattern in (".tmp-*", ".old-*"):  # what a save killed half-way leaves (atomic_folder)
                 for stale in (self.run_dir / "checkpoints").glob(pattern):
                     shutil.rmtree(stale, ignore_errors=True)

@@ -6,16 +6,18 @@ import math
 import pytest
 import torch
 
-import urlvr.advantages
+import urlvr.advantages.estimators
+import urlvr.advantages.modifiers
 from urlvr.advantages import (
-    ADVANTAGE_ESTIMATORS, ADVANTAGE_MODIFIERS, get_advantage_estimator, get_advantage_modifier,
-    group_advantages, semantic_entropy, seed_grpo_scale, zero_std_fraction,
+    ADVANTAGE_ESTIMATORS, ADVANTAGE_MODIFIERS, AdvantageContext, SeedGRPO, build_modifier, get_advantage_estimator,
+    get_advantage_modifier, group_advantages, semantic_entropy, seed_grpo_scale, zero_std_fraction,
 )
 from urlvr.errors import UrlvrError
 
 
 def test_doctests():
-    assert doctest.testmod(urlvr.advantages).failed == 0
+    assert doctest.testmod(urlvr.advantages.estimators).failed == 0
+    assert doctest.testmod(urlvr.advantages.modifiers).failed == 0
 
 
 def test_grpo_unbiased_std_by_hand():
@@ -84,10 +86,22 @@ def test_registry():
         get_advantage_estimator("ppo")
     with pytest.raises(UrlvrError):
         group_advantages(r, scale="mad")
-    assert get_advantage_modifier("seed_grpo") is seed_grpo_scale
-    assert set(ADVANTAGE_MODIFIERS) == {"seed_grpo"}
+    assert get_advantage_modifier("seed_grpo") is SeedGRPO
+    assert "seed_grpo" in ADVANTAGE_MODIFIERS
     with pytest.raises(UrlvrError, match="seed_grpo"):
         get_advantage_modifier("seed")
+    with pytest.raises(UrlvrError, match="has no option 'beta'.*alpha"):
+        build_modifier("seed_grpo", {"beta": 1})
+
+
+def test_seed_grpo_modifier_equals_the_scale_on_the_first_n_train():
+    clusters = [[0, 0, 1, 2, 3, 3], [0, 1, 2, 3, 0, 0]]  # only the first 4 count (n_train)
+    ctx = AdvantageContext(step=0, seed=0, problem_ids=["a", "b"], clusters=clusters, answers=[[None] * 6] * 2,
+                           rewards=torch.zeros(2, 6), valid=torch.ones(2, 6, dtype=torch.bool), n_train=4)
+    adv = torch.tensor([[1.0, -1.0, 0.5, -0.5], [2.0, 0.0, -1.0, -1.0]])
+    se = torch.tensor([semantic_entropy(c[:4]) for c in clusters])
+    torch.testing.assert_close(build_modifier("seed_grpo", {"alpha": 0.5})(adv, ctx), seed_grpo_scale(adv, se, 4, 0.5))
+    assert ctx.metrics["adv/seed_grpo/semantic_entropy"] == pytest.approx(float(se.mean()))
 
 
 def test_semantic_entropy_by_hand():

@@ -113,3 +113,25 @@ def test_generation_stops_at_any_stop_token(tiny_model):
     for i in range(4):  # same draws up to the first stop token
         n = int(stopped.mask[i].sum())
         assert torch.equal(stopped.tokens[i][:n], free.tokens[i][:n])
+
+
+def test_embeddings_are_the_mean_final_state_of_the_fed_completion_tokens(tiny_model):
+    """embed=True: the pooled state equals a teacher-forced forward's final (normed) states, same samples."""
+    model, tok = load_model(tiny_model, "cpu")
+    sampler = HFSampler(model, tok)
+    prompts = ["3+4=", "1+2=", "3+4="]
+    plain = sampler.generate(prompts, SamplingSettings(max_new_tokens=6), seed=[1, 2, 3])
+    batch = sampler.generate(prompts, SamplingSettings(max_new_tokens=6, embed=True), seed=[1, 2, 3])
+    assert plain.embeddings is None and torch.equal(plain.tokens, batch.tokens)  # embedding changes no sample
+    assert batch.embeddings.shape == (3, model.config.hidden_size)
+    ids, att, P = pack(batch.prompt_ids, batch.tokens, batch.mask, sampler.pad_id)
+    with torch.no_grad():
+        hs = model(input_ids=ids, attention_mask=att, position_ids=(att.cumsum(-1) - 1).clamp(min=0),
+                   output_hidden_states=True).hidden_states[-1][:, P:]  # (B, T, H) states of the completion tokens
+    stop = torch.tensor(sampler.stop_ids)
+    for i in range(3):
+        n = int(batch.mask[i].sum())
+        fed = [t for t in range(n - 1 if bool(batch.truncated[i]) else n) if batch.tokens[i, t] not in stop]
+        want = hs[i, fed].mean(0) if fed else torch.zeros(model.config.hidden_size)  # an empty text: zeros
+        torch.testing.assert_close(batch.embeddings[i], want, atol=1e-4, rtol=1e-4)
+    assert sampler.token_texts(tok("1+2", add_special_tokens=False)["input_ids"]) == ["1", "+", "2"]

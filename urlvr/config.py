@@ -285,8 +285,12 @@ class TrainConfig(Config):
     """``grpo`` ((r-mean)/(std+eps)) or ``drgrpo`` (no std division)."""
     advantage_eps: float = 1e-6
     advantage_modifier: str = ""
-    """Optional: ``seed_grpo`` scales each group's advantages by its semantic entropy."""
+    """Advantage modifiers applied after the estimator, comma-separated in order (``urlvr rewards`` lists
+    them): ``seed_grpo``, ``ttrl_guard``, ``restrain``, ``std_filter``, ``certified_only``, ..."""
+    advantage_options: dict[str, Any] = field(default_factory=dict)
+    """Options per modifier: ``{ttrl_guard: {window: 5}, std_filter: {beta: 0.5}}``."""
     seed_grpo_alpha: float = 1.0
+    """SEED-GRPO strength (the same as ``advantage_options.seed_grpo.alpha``, which wins when both are set)."""
     eps_low: float = 0.2
     eps_high: float = 0.2
     loss_agg: str = "token_mean"
@@ -359,12 +363,12 @@ class TrainConfig(Config):
     _unit = ("collapse_ratio", "collapse_entropy_fraction", "lora_dropout")
 
     def choices(self) -> dict[str, Sequence[Any]]:
-        from urlvr.advantages import ADVANTAGE_ESTIMATORS, ADVANTAGE_MODIFIERS
+        from urlvr.advantages import ADVANTAGE_ESTIMATORS
         from urlvr.answers import EQUIVALENCES
         from urlvr.loss import LOSS_AGGREGATIONS
         from urlvr.tasks import SPLITS
 
-        return {"advantage": tuple(ADVANTAGE_ESTIMATORS), "advantage_modifier": ("", *ADVANTAGE_MODIFIERS),
+        return {"advantage": tuple(ADVANTAGE_ESTIMATORS),
                 "loss_agg": tuple(LOSS_AGGREGATIONS), "equivalence": EQUIVALENCES, "train_split": SPLITS,
                 "dtype": tuple(DTYPES), "chat": CHAT_MODES, "report_to": REPORT_TO}
 
@@ -397,6 +401,28 @@ class TrainConfig(Config):
         from urlvr.rewards import get_reward
 
         get_reward(self.reward)  # an unknown name or a dotted path that does not load fails here
+        self.modifiers()  # unknown modifiers and options fail here
+
+    def modifiers(self) -> list:
+        """The advantage modifiers of ``advantage_modifier``, built with their options, in order."""
+        from urlvr.advantages import build_modifier
+
+        names = [n.strip() for n in self.advantage_modifier.split(",") if n.strip()]
+        stray = sorted(set(self.advantage_options) - set(names))
+        if stray:
+            raise UrlvrError(f"advantage_options names {stray[0]!r}, which is not in advantage_modifier "
+                             f"({self.advantage_modifier!r}); add it there or drop its options")
+        if len(set(names)) < len(names):
+            raise UrlvrError(f"advantage_modifier {self.advantage_modifier!r} names a modifier twice")
+        out = []
+        for name in names:
+            opts = self.advantage_options.get(name) or {}
+            if not isinstance(opts, dict):
+                raise UrlvrError(f"advantage_options.{name} must be a mapping of option: value, got {opts!r}")
+            if name == "seed_grpo":
+                opts = {"alpha": self.seed_grpo_alpha, **opts}
+            out.append(build_modifier(name, opts))
+        return out
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:

@@ -139,7 +139,8 @@ def policy_loss(logprob: Tensor, old_logprob: Tensor, advantages: Tensor, mask: 
     Args:
         logprob: (B, T) ``log π_θ(y_t)`` with grad (:func:`urlvr.stats.sampled_logprobs`).
         old_logprob: (B, T) ``log π_old(y_t)`` of the rollout policy (no grad).
-        advantages: (B,) one advantage per sequence, broadcast to its tokens.
+        advantages: (B,) one advantage per sequence, broadcast to its tokens; or (B, J): J advantage
+            columns whose clipped surrogates are summed per token (RESTRAIN's per-candidate losses).
         mask: (B, T) bool response mask.
         eps_low, eps_high: clip range ``[1 - eps_low, 1 + eps_high]`` (DAPO raises eps_high).
         agg, max_tokens, normaliser: see :func:`aggregate`.
@@ -151,20 +152,20 @@ def policy_loss(logprob: Tensor, old_logprob: Tensor, advantages: Tensor, mask: 
     """
     if eps_low < 0 or eps_high < 0:
         raise UrlvrError(f"clip ranges must be >= 0, got eps_low={eps_low}, eps_high={eps_high}")
-    if advantages.shape != logprob.shape[:1] or old_logprob.shape != logprob.shape:
-        raise ValueError(f"expected logprob/old_logprob (B, T) and advantages (B,); got {tuple(logprob.shape)}, "
-                         f"{tuple(old_logprob.shape)}, {tuple(advantages.shape)}")
+    if advantages.shape[:1] != logprob.shape[:1] or advantages.dim() > 2 or old_logprob.shape != logprob.shape:
+        raise ValueError(f"expected logprob/old_logprob (B, T) and advantages (B,) or (B, J); got "
+                         f"{tuple(logprob.shape)}, {tuple(old_logprob.shape)}, {tuple(advantages.shape)}")
     mask = mask.bool()
     log_ratio = logprob - old_logprob.detach()  # (B, T)
     ratio = log_ratio.exp()  # (B, T)
-    adv = advantages.detach().to(ratio.dtype).unsqueeze(1)  # (B, 1)
-    unclipped = -adv * ratio  # (B, T)
-    clipped = -adv * ratio.clamp(1.0 - eps_low, 1.0 + eps_high)  # (B, T)
-    per_token = torch.maximum(unclipped, clipped)  # (B, T) = -min(r·A, clip(r)·A)
+    adv = advantages.detach().to(ratio.dtype).reshape(len(ratio), 1, -1)  # (B, 1, J)
+    unclipped = -adv * ratio.unsqueeze(-1)  # (B, T, J)
+    clipped = -adv * ratio.clamp(1.0 - eps_low, 1.0 + eps_high).unsqueeze(-1)  # (B, T, J)
+    per_token = torch.maximum(unclipped, clipped).sum(-1)  # (B, T) = -Σ_j min(r·A_j, clip(r)·A_j)
     loss = aggregate(per_token, mask, agg, normaliser, max_tokens)
     with torch.no_grad():
         info = {
-            "clip_fraction": masked_mean((clipped > unclipped).to(ratio.dtype), mask).item(),
+            "clip_fraction": masked_mean((clipped > unclipped).to(ratio.dtype).mean(-1), mask).item(),
             "ratio_mean": masked_mean(ratio, mask).item(),
             "approx_kl": masked_mean(torch.expm1(log_ratio) - log_ratio, mask).item(),
         }

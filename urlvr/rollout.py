@@ -240,10 +240,16 @@ class HFSampler:
                for c in continuations]
         return score_tokens(self.model, enc, ids, temperature, self.pad_id, min(self.batch_size, self.SCORE_BATCH))
 
-    def _forward(self, **kw):
+    def token_texts(self, token_ids: Sequence[int]) -> list[str]:
+        """Each token decoded on its own (a reward that cuts a completion at token boundaries, e.g. SCOPE's steps)."""
+        return [self.tokenizer.decode([int(t)]) for t in token_ids]
+
+    def _forward(self, hidden: bool = False, **kw):
         if self._keeps_last:
             kw["logits_to_keep"] = 1  # the prefill needs the last position's logits only
-        out = self.model(**kw, use_cache=True)
+        out = self.model(**kw, use_cache=True, output_hidden_states=hidden)
+        if hidden:  # the final (normed) state of the fed token: (B, H)
+            return out.past_key_values, out.logits[:, -1, :], out.hidden_states[-1][:, -1, :].float()
         return out.past_key_values, out.logits[:, -1, :]  # (B, V)
 
     def _prefill(self, prompt_ids: list[list[int]], T: int):
@@ -290,6 +296,7 @@ class HFSampler:
         mask = torch.zeros((B, T), dtype=torch.bool, device=dev)  # (B, T)
         rows = torch.arange(B, device=dev)  # (b,) batch rows still decoding
         done = torch.zeros(B, dtype=torch.bool, device=dev)  # (b,) ended, not yet dropped
+        emb = emb_n = None  # embed: sum of fed tokens' final states (B, H) and their count (B,)
         n = 0
         for t in range(T):
             logp = _log_probs(logits, s.temperature)  # (b, V), log p_t: the step's one softmax
@@ -299,6 +306,7 @@ class HFSampler:
                 tok = _inverse_cdf(_top_p_filter(logp.exp(), s.top_p), uniform[:, t])  # (b,)
             st = stats_from_log_probs(logp, tok)
             tok = tok.masked_fill_(done, self.pad_id)
+            pooled = ~done & ~torch.isin(tok, stop)  # (b,) this token is part of the completion's text
             toks[:, t].index_copy_(0, rows, tok)
             mask[:, t].index_copy_(0, rows, ~done)
             for k, v in st.items():
@@ -312,14 +320,25 @@ class HFSampler:
                 cache.batch_select_indices(keep)
                 rows, done, tok, attn, next_pos = rows[keep], done[keep], tok[keep], attn[keep], next_pos[keep]
                 uniform = None if uniform is None else uniform[keep]
-            cache, logits = self._forward(input_ids=tok[:, None], attention_mask=attn[:, : P + n],
-                                          position_ids=next_pos, past_key_values=cache)
+                pooled = pooled[keep]
+            step = self._forward(input_ids=tok[:, None], attention_mask=attn[:, : P + n], position_ids=next_pos,
+                                 past_key_values=cache, hidden=s.embed)
+            cache, logits = step[0], step[1]
+            if s.embed:
+                if emb is None:
+                    emb, emb_n = step[2].new_zeros((B, step[2].shape[1])), step[2].new_zeros(B)
+                emb.index_add_(0, rows, step[2] * pooled[:, None])  # (B, H)
+                emb_n.index_add_(0, rows, pooled.float())
             next_pos = next_pos + 1
         mask = mask[:, :n]
         toks = toks[:, :n]
         stats = {k: v[:, :n].masked_fill_(~mask, 0.0).cpu() for k, v in out.items()}  # each (B, n); 0 after the end
         ended = (torch.isin(toks, stop) & mask).any(1)  # (B,)
-        return {"stats": stats, "tok": toks.cpu(), "mask": mask.cpu(), "truncated": (~ended).cpu()}
+        result = {"stats": stats, "tok": toks.cpu(), "mask": mask.cpu(), "truncated": (~ended).cpu()}
+        if s.embed:
+            H = self.model.config.get_text_config().hidden_size
+            result["emb"] = torch.zeros((B, H)) if emb is None else (emb / emb_n.clamp(min=1)[:, None]).cpu()
+        return result
 
 
 def _uniforms(seeds: list[int], T: int, gens: dict[int, torch.Generator]) -> torch.Tensor:
@@ -409,4 +428,5 @@ def _concat(parts: list[dict], prompt_ids, tokenizer, pad_id: int) -> RolloutBat
         prompt_ids=[list(p) for p in prompt_ids], tokens=tokens, mask=mask,
         stats={k: torch.cat([pad(p["stats"][k], 0.0) for p in parts]) for k in STAT_NAMES},
         texts=texts, truncated=torch.cat([p["truncated"] for p in parts]),
+        embeddings=torch.cat([p["emb"] for p in parts]) if all("emb" in p for p in parts) else None,
     )

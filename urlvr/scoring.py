@@ -51,6 +51,7 @@ def completions_from_batch(batch: RolloutBatch, rules: AnswerRules) -> list[Comp
             text=batch.texts[i], answer=rules.extract(batch.texts[i]), token_ids=ids,
             stats={k: batch.stats[k][i][m] for k in STAT_NAMES if k in batch.stats},
             truncated=bool(batch.truncated[i]), ends_with_eos=bool(len(ids)) and not bool(batch.truncated[i]),
+            embedding=None if batch.embeddings is None else batch.embeddings[i],
         ))
     return out
 

@@ -16,6 +16,8 @@ Quantities, all of shape ``(B, T)``:
   ``form="kl_plus_log_v"``; see :data:`SELF_CERTAINTY_FORMS`). A vocabulary entry with ``p = 0`` (a ``-inf``
   logit) makes the true KL infinite, and it is returned as ``inf``.
 - ``top2_gap``       ``p_t^(1) - p_t^(2)``, top-1 minus top-2 probability (``p^(1)`` when ``V = 1``)
+- ``confidence``     ``-(1/k) Σ_{j<=k} log p_t^(j)`` over the k = min(:data:`CONFIDENCE_K`, V) most probable
+  tokens (DeepConf's token confidence, SCOPE's ``C_t``; higher = more peaked; ``log V`` for uniform at k = V)
 
 Everything is computed in at least float32 (bf16/fp16 logits are upcast; float64 stays float64) via
 ``log_softmax``, so no ``log(0)`` is ever taken. The functions are pure and differentiable; callers
@@ -39,8 +41,12 @@ from urlvr.errors import UrlvrError
 
 __all__ = [
     "STAT_NAMES", "TOKEN_STATS", "TokenStats", "token_stats", "stats_from_log_probs", "sampled_logprobs",
-    "token_entropy", "self_certainty", "top2_gap", "SELF_CERTAINTY_FORMS", "masked_mean",
+    "token_entropy", "self_certainty", "top2_gap", "SELF_CERTAINTY_FORMS", "masked_mean", "CONFIDENCE_K",
+    "top_k_confidence",
 ]
+
+CONFIDENCE_K = 20
+"""k of the ``confidence`` statistic (DeepConf's default top-k; SCOPE's k is not stated)."""
 
 SELF_CERTAINTY_FORMS = ("kl", "kl_plus_log_v")
 """Self-certainty forms. ``"kl"``: the true ``KL(U ‖ p) = -(1/V) Σ_v log p(v) - log V`` (paper form,
@@ -100,11 +106,18 @@ def _top2_gap(logp: Tensor) -> Tensor:
     return (top1.exp() - top2.exp()).squeeze(-1)
 
 
+def _top_k_confidence(logp: Tensor, k: int = CONFIDENCE_K) -> Tensor:
+    """``-(1/k) Σ_{j<=k} log p^(j)`` over the k most probable entries (k capped at V). (..., V) -> (...)."""
+    top = logp.topk(min(k, logp.shape[-1]), dim=-1).values  # (..., k)
+    return -top.clamp(min=torch.finfo(top.dtype).min).mean(dim=-1)
+
+
 TOKEN_STATS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "logprob": lambda logp, tokens: logp.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1),
     "entropy": lambda logp, tokens: _entropy(logp),
     "self_certainty": lambda logp, tokens: _self_certainty(logp, "kl"),
     "top2_gap": lambda logp, tokens: _top2_gap(logp),
+    "confidence": lambda logp, tokens: _top_k_confidence(logp),
 }
 """The per-token statistics every rollout and every scoring pass computes, by name: ``fn(logp (..., V),
 tokens (...)) -> (...)`` with ``logp = log softmax(z / τ)``. **The one place to add a statistic**: the
@@ -192,6 +205,15 @@ def self_certainty(logits: Tensor, temperature: float = 1.0, form: str = "kl") -
     """``KL(U ‖ p_t)`` (``form="kl"``) or ``logsumexp(z) - mean(z)`` (``"kl_plus_log_v"``). (B, T, V) -> (B, T)."""
     _check_form(form)
     return _self_certainty(_log_probs(logits, temperature), form)
+
+
+def top_k_confidence(logits: Tensor, temperature: float = 1.0, k: int = CONFIDENCE_K) -> Tensor:
+    """DeepConf/SCOPE token confidence ``-(1/k) Σ_{j<=k} log p_t^(j)``. (B, T, V) -> (B, T).
+
+    >>> round(float(top_k_confidence(torch.zeros(1, 1, 4), k=2)), 4)  # uniform over 4: -log(1/4)
+    1.3863
+    """
+    return _top_k_confidence(_log_probs(logits, temperature), k)
 
 
 def top2_gap(logits: Tensor, temperature: float = 1.0) -> Tensor:

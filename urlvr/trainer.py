@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import json
 import math
 import os
@@ -33,7 +34,7 @@ from typing import Any, Callable, Iterator
 import torch
 import yaml
 
-from urlvr.advantages import get_advantage_estimator, get_advantage_modifier, semantic_entropy
+from urlvr.advantages import AdvantageContext, get_advantage_estimator
 from urlvr.config import TrainConfig
 from urlvr.console import Bar, echo
 from urlvr.distributed import Dist
@@ -90,7 +91,7 @@ class Trainer:
         self.reward_options = dict(cfg.reward_options)
         check_options(self.reward, self.reward_options)
         self.estimator = get_advantage_estimator(cfg.advantage)
-        self.modifier = get_advantage_modifier(cfg.advantage_modifier) if cfg.advantage_modifier else None
+        self.modifiers = cfg.modifiers()  # advantage plug-ins, in order; their state is saved with checkpoints
         self.grader = shared_grader(cfg.grader_workers, cfg.grader_timeout)
         self.rules = self.task.rules(cfg.equivalence, self.grader.clusterer())  # what label-free groups carry
         self.model, self.tok = load_model(model_path, cfg.device, "float32")
@@ -119,11 +120,14 @@ class Trainer:
         self.model, self.opt = self.dist.prepare(self.model, self.opt)
         self.policy = self.dist.unwrap(self.model)  # the bare model: sampling, saving
         self.sampler = HFSampler(self.policy, self.tok)
-        self.settings = SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+        self.settings = SamplingSettings(cfg.temperature, cfg.top_p, cfg.max_new_tokens,
+                                         embed=self.reward.needs_embeddings)
         if self.reward.needs_policy:
             self.reward_options.update(sampler=self.sampler, settings=self.settings)
         if self.reward.needs_scorer:
             self.reward_options.update(scorer=self.sampler, settings=self.settings)
+            if "initial_scorer" in inspect.signature(self.reward.fn).parameters:
+                self.reward_options["initial_scorer"] = InitialScorer(self)
         self.train_set = self.task.examples(cfg.train_split, cfg.train_problems, seed=cfg.seed)
         self.val_set = (self.task.examples("validation", cfg.val_problems, seed=cfg.seed + 1)
                         if cfg.val_problems else [])
@@ -163,17 +167,19 @@ class Trainer:
         r_train, v_train = scores.rewards[:, : cfg.n_train], scores.valid[:, : cfg.n_train]  # (G, n_train)
         adv = self.estimator(r_train, v_train, eps=cfg.advantage_eps)  # (G, n_train)
         clusters = group_clusters(groups)
-        if self.modifier is not None:
-            ent = [semantic_entropy(ids[: cfg.n_train]) for ids in clusters]
-            adv = self.modifier(adv, ent, cfg.n_train, alpha=cfg.seed_grpo_alpha)
+        ctx = AdvantageContext(step, cfg.seed, [g.problem.id for g in groups], clusters, [g.answers for g in groups],
+                               scores.rewards, scores.valid, cfg.n_train, canonical=self.rules.canonical)
+        for modifier in self.modifiers:  # label-free plug-ins: (G, n_train) -> (G, n_train) or (G, n_train, J)
+            adv = modifier(adv, ctx)
         train_idx = [g * cfg.n_votes + i for g in range(len(examples)) for i in range(cfg.n_train)]
         # 4. update (failed rewards leave the loss)
         self.model.train()
-        upd = self.update(batch.select(train_idx), adv.reshape(-1), v_train.reshape(-1), step)
+        upd = self.update(batch.select(train_idx), adv.reshape(len(train_idx), -1).squeeze(1), v_train.reshape(-1), step)
         self._count_nonfinite(upd["update/skipped_nonfinite"] > 0)
         t_step = time.perf_counter() - t0
         # 5. metrics: label-free health, reward components, then oracle metrics for monitoring only
-        metrics: dict[str, Any] = {"step": step + 1, **step_metrics(groups, labeled, scores, clusters), **upd}
+        metrics: dict[str, Any] = {"step": step + 1, **step_metrics(groups, labeled, scores, clusters), **upd,
+                                   **ctx.metrics}
         n_tok = int(batch.mask.sum())
         metrics.update({"rollout/tokens": n_tok, "time/step_s": t_step, "time/generate_s": t_gen,
                         "time/tokens_per_s": n_tok / t_step})
@@ -199,7 +205,8 @@ class Trainer:
     def update(self, batch: RolloutBatch, adv: torch.Tensor, keep: torch.Tensor, step: int) -> dict[str, float]:
         """``updates_per_step`` PPO-clip mini-batch updates with gradient accumulation.
 
-        ``adv`` (B,) one advantage per completion; ``keep`` (B,) bool, False = no valid reward.
+        ``adv`` (B,) one advantage per completion, or (B, J) for J summed surrogates; ``keep`` (B,) bool,
+        False = no valid reward.
         """
         cfg = self.cfg
         ids, att, P = pack(batch.prompt_ids, batch.tokens, batch.mask, self.tok.pad_token_id)
@@ -302,6 +309,7 @@ class Trainer:
         start = self._open_run(resume)
         try:
             if start == 0:
+                self._prepare_modifiers()
                 self._log({"step": 0, **self.validate()})
             self.stop_reason = "completed"
             for i in range(start, cfg.steps):
@@ -324,6 +332,28 @@ class Trainer:
                     return
         finally:
             self.sink.close()
+
+    def _prepare_modifiers(self) -> None:
+        """Before step 0: the initial policy's answer clusters on every training problem, for the modifiers
+        that need them (``base_votes``; RESTRAIN's offline prompt weights). Seeded; saved in their state."""
+        for m in self.modifiers:
+            if not m.base_votes:
+                continue
+            self.model.eval()
+            clusters: dict[str, list[int | None]] = {}
+            examples = self.dist.shard(self.train_set)
+            for s in range(0, len(examples), 32):
+                part = examples[s : s + 32]
+                prompts = [self.render(e.problem) for e in part for _ in range(m.base_votes)]
+                seeds = [derive_seed(self.cfg.seed, "base_votes", e.problem.id) for e in part for _ in range(m.base_votes)]
+                with self.amp:
+                    batch = self.sampler.generate(prompts, self.settings, seed=seeds)
+                answers = [self.rules.extract(t) for t in batch.texts]
+                for j, e in enumerate(part):
+                    clusters[e.problem.id] = self.rules.cluster(answers[j * m.base_votes : (j + 1) * m.base_votes])
+            for part in self.dist.gather(clusters):
+                clusters.update(part)
+            m.prepare(clusters)
 
     def _open_run(self, resume: bool) -> int:
         """Prepare the run folder; returns the step to start from."""
@@ -388,7 +418,8 @@ class Trainer:
             self.tok.save_pretrained(tmp)
             torch.save({"optimizer": self.opt.state_dict(), "step": step, "failed_streak": self.failed_streak,
                         "nonfinite_streak": self.nonfinite_streak,
-                        "collapse": self.detector.state_dict(), "torch_rng": torch.get_rng_state()},
+                        "collapse": self.detector.state_dict(), "torch_rng": torch.get_rng_state(),
+                        "modifiers": {m.name: m.state_dict() for m in self.modifiers}},
                        tmp / "trainer_state.pt")
         write_text(ckpt_root / "latest", final.name + "\n")
         if best:  # the collapse detector's label-free best step, kept by the cleanup below
@@ -434,6 +465,8 @@ class Trainer:
             self.failed_streak = state["failed_streak"]
             self.nonfinite_streak = state.get("nonfinite_streak", 0)
             self.detector.load_state_dict(state["collapse"])  # its state; its settings stay the config's
+            for m in self.modifiers:
+                m.load_state_dict(state.get("modifiers", {}).get(m.name, {}))
             torch.set_rng_state(state["torch_rng"])
             return int(state["step"])
         if folders:
@@ -458,6 +491,21 @@ class Trainer:
             set_peft_model_state_dict(self.policy, weights)
         else:
             self.policy.load_state_dict(weights)
+
+
+class InitialScorer:
+    """:meth:`~urlvr.rollout.Sampler.score` with the *initial* policy (the frozen reference, or adapters off)."""
+
+    def __init__(self, trainer: "Trainer"):
+        self._trainer = trainer
+
+    def score(self, prompts, continuations, temperature: float = 1.0):
+        t = self._trainer
+        with t._initial_model() as model:
+            return HFSampler(model, t.tok, stop_ids=t.sampler.stop_ids).score(prompts, continuations, temperature)
+
+    def token_texts(self, token_ids):
+        return self._trainer.sampler.token_texts(token_ids)
 
 
 def with_lora(model, cfg: TrainConfig):

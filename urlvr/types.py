@@ -105,6 +105,8 @@ class SamplingSettings:
     max_new_tokens: int = 16
     greedy: bool = False
     """Take the argmax instead of sampling (statistics still use ``temperature``)."""
+    embed: bool = False
+    """Also keep each completion's mean-pooled final hidden state (:attr:`RolloutBatch.embeddings`)."""
 
 
 class _StatsByName:
@@ -131,6 +133,11 @@ class RolloutBatch(_StatsByName):
     texts: list[str]
     truncated: torch.Tensor  # (B,) bool, hit max_new_tokens without EOS
     meta: dict = field(default_factory=dict)
+    embeddings: torch.Tensor | None = None
+    """(B, H) float32, when sampled with ``embed``: the policy's final-layer hidden state (after the final
+    norm) mean-pooled over the generated tokens fed back during decoding (every generated token but
+    the stop token and, when truncated, the last one), from the same forwards that produced the
+    log-probs: no extra pass. Not L2-normalised. Zeros for an empty completion."""
 
     @property
     def lengths(self) -> torch.Tensor:  # (B,)
@@ -146,6 +153,7 @@ class RolloutBatch(_StatsByName):
             prompt_ids=[self.prompt_ids[i] for i in idx], tokens=self.tokens[ix], mask=self.mask[ix],
             stats={k: v[ix] for k, v in self.stats.items()}, texts=[self.texts[i] for i in idx],
             truncated=self.truncated[ix], meta=dict(self.meta),
+            embeddings=None if self.embeddings is None else self.embeddings[ix],
         )
 
 
@@ -163,6 +171,8 @@ class Completion(_StatsByName):
     truncated: bool = False
     """Stopped at max_new_tokens without EOS."""
     ends_with_eos: bool = True
+    embedding: torch.Tensor | None = field(default=None, repr=False)
+    """(H,) the rollout's mean-pooled final hidden state, when the reward asked for it (``needs_embeddings``)."""
 
 
 @dataclass(frozen=True)

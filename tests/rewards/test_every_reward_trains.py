@@ -35,7 +35,7 @@ def defaults_cell(spec: RewardSpec) -> str:
     """The 'defaults' column: every option and its default (long texts as …)."""
     params = list(inspect.signature(spec.fn).parameters.values())[1:]
     parts = [f"{p.name}=…" if isinstance(p.default, str) and "\n" in p.default else f"{p.name}={p.default!r}"
-             for p in params if p.name not in ("sampler", "scorer", "settings")]
+             for p in params if p.name not in ("sampler", "scorer", "initial_scorer", "settings")]
     return ", ".join(parts) or "—"
 
 

@@ -67,7 +67,7 @@ log-probabilities over 10^4 tokens is about -10^5 at worst)."""
 REWARD_TIMEOUT = 300.0
 """Default seconds one reward call (one group) may take (``TrainConfig.reward_timeout``)."""
 
-FAMILIES = ("certainty", "ensemble", "external", "mix", "control", "experimental", "user", "other")
+FAMILIES = ("certainty", "ensemble", "external", "regulariser", "mix", "control", "experimental", "user", "other")
 """Reward families (``urlvr rewards`` groups by them)."""
 
 
@@ -88,7 +88,11 @@ class RewardSpec:
     needs_scorer: bool = False
     """The reward needs the policy's statistics of *given* continuations (CoVo, RLPR-style): it is
     called with ``scorer=`` (whose ``score(prompts, continuations, temperature)`` is
-    :meth:`~urlvr.rollout.Sampler.score`) and ``settings=``."""
+    :meth:`~urlvr.rollout.Sampler.score`; ``token_texts(ids)`` decodes tokens one by one) and
+    ``settings=``. If its signature has an ``initial_scorer`` parameter it also gets the same call
+    serving the *initial* policy (the frozen reference, or the LoRA model with its adapters off)."""
+    needs_embeddings: bool = False
+    """The rollout keeps each completion's mean-pooled final hidden state (``Completion.embedding``)."""
     source: str = ""
 
     @property
@@ -103,14 +107,14 @@ _REGISTRY: dict[str, RewardSpec] = {}
 
 def register_reward(name: str, *, family: str = "other", needs_gold: bool = False, needs_logits: bool = False,
                     needs_group: bool = False, needs_policy: bool = False, needs_scorer: bool = False,
-                    source: str = "") -> Callable:
+                    needs_embeddings: bool = False, source: str = "") -> Callable:
     """Function decorator: register a reward under ``name``."""
     if family not in FAMILIES:
         raise UrlvrError(f"unknown reward family {family!r}; choose one of: {', '.join(FAMILIES)}")
 
     def deco(fn):
         _REGISTRY[name] = RewardSpec(name, fn, family, needs_gold, needs_logits, needs_group, needs_policy,
-                                     needs_scorer, source)
+                                     needs_scorer, needs_embeddings, source)
         return fn
 
     return deco
@@ -135,7 +139,8 @@ def get_reward(name: str) -> RewardSpec:
                 return spec
         return RewardSpec(name, fn, family="user", needs_gold=bool(getattr(fn, "needs_gold", False)),
                           needs_group=True, needs_policy=bool(getattr(fn, "needs_policy", False)),
-                          needs_scorer=bool(getattr(fn, "needs_scorer", False)))
+                          needs_scorer=bool(getattr(fn, "needs_scorer", False)),
+                          needs_embeddings=bool(getattr(fn, "needs_embeddings", False)))
     raise UrlvrError(f"unknown reward {name!r}; choose one of: {', '.join(sorted(_REGISTRY))} "
                      "or give a dotted path 'package.module:function'")
 

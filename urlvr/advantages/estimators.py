@@ -1,4 +1,4 @@
-"""Group-relative advantages (GRPO, Dr.GRPO) and advantage modifiers (SEED-GRPO).
+"""Group-relative advantage estimators (GRPO, Dr.GRPO), semantic entropy and the SEED-GRPO scale.
 
 Rewards arrive as a ``(G, N)`` grid: G groups (prompts) × N completions. A completion whose reward is
 ``None`` (not applicable, failed) is marked ``valid = False``: it is left out of its group's mean and
@@ -33,7 +33,6 @@ from urlvr.errors import UrlvrError, lookup
 __all__ = [
     "group_advantages", "grpo_advantages", "drgrpo_advantages", "ADVANTAGE_ESTIMATORS",
     "get_advantage_estimator", "zero_std_fraction", "semantic_entropy", "seed_grpo_scale",
-    "ADVANTAGE_MODIFIERS", "get_advantage_modifier",
 ]
 
 ADVANTAGE_SCALES = ("std", "none")
@@ -170,16 +169,3 @@ def seed_grpo_scale(advantages: Tensor, entropies: Tensor | Sequence[float], n: 
         return advantages.clone()
     scale = 1.0 - alpha * se / math.log(n)  # (G,)
     return advantages * scale.unsqueeze(1)  # (G, N)
-
-
-AdvantageModifier = Callable[..., Tensor]
-
-ADVANTAGE_MODIFIERS: dict[str, AdvantageModifier] = {
-    "seed_grpo": seed_grpo_scale,
-}
-"""Name -> ``modifier(advantages (G, N), entropies (G,), n, alpha=1.0) -> (G, N)``."""
-
-
-def get_advantage_modifier(name: str) -> AdvantageModifier:
-    """The registered modifier called ``name``; :class:`UrlvrError` listing the valid names otherwise."""
-    return lookup(ADVANTAGE_MODIFIERS, name, "advantage modifier")

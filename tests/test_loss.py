@@ -156,3 +156,35 @@ def test_micro_batches_with_global_normaliser_match_full_batch(agg):
         for sl in (slice(0, 2), slice(2, 3), slice(3, 6)):
             (objective(sl, None)[0] / 3).backward()
         assert not torch.allclose(model.weight.grad, full_grads[0], atol=1e-6)
+
+
+# ---- SPINE ---------------------------------------------------------------------------------------------
+
+def test_forking_mask_keeps_the_top_share_per_batch_or_per_response():
+    from urlvr.loss import forking_mask
+
+    h = torch.tensor([[0.3, 0.1, 0.7, 0.7, 9.0], [0.2, 0.6, 0.5, 0.0, 0.0]])
+    m = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]]).bool()  # the 9.0 is padding: never chosen
+    # 7 valid tokens, rho 0.3 -> ceil(2.1) = 3: 0.7, 0.7 and 0.6; ties broken by position
+    assert forking_mask(h, m, 0.3).int().tolist() == [[0, 0, 1, 1, 0], [0, 1, 0, 0, 0]]
+    # per response: ceil(1.2) = 2 of row 0 (the two 0.7), ceil(0.9) = 1 of row 1
+    assert forking_mask(h, m, 0.3, "response").int().tolist() == [[0, 0, 1, 1, 0], [0, 1, 0, 0, 0]]
+    assert forking_mask(h, m, 0.5, "response").int().tolist() == [[0, 0, 1, 1, 0], [0, 1, 1, 0, 0]]  # 2 of 4, 2 of 3
+    assert torch.equal(forking_mask(h, m, 1.0), m) and not forking_mask(h, m & False, 0.2).any()
+    with pytest.raises(UrlvrError, match="batch, response"):
+        forking_mask(h, m, 0.2, "token")
+
+
+def test_entropy_band_penalty_by_hand_and_its_gradient_pushes_into_the_band():
+    from urlvr.loss import entropy_band_penalty
+
+    h = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0], [5.0, 5.0, 0.0, 0.0, 0.0]], requires_grad=True)
+    f = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]).bool()
+    pen = entropy_band_penalty(h, f, 0.25, 0.75)
+    # row 0: quantiles 1 and 3 -> (1 + 1) / 5; row 1: both 5 -> band [5, 5], nothing outside
+    torch.testing.assert_close(pen.detach(), torch.tensor([0.4, 0.0]))
+    pen.sum().backward()
+    torch.testing.assert_close(h.grad[0], torch.tensor([-0.2, 0.0, 0.0, 0.0, 0.2]))  # raise the low, lower the high
+    assert h.grad[1].abs().sum() == 0
+    empty = entropy_band_penalty(torch.ones(1, 3), torch.zeros(1, 3, dtype=torch.bool))
+    assert empty.tolist() == [0.0]

@@ -236,3 +236,19 @@ def test_written_files_respect_the_umask(tiny_model, tmp_path):
     for path in (run / "metrics.jsonl", run / "summary.json", run / "checkpoints" / "step_000001" / "model.safetensors"):
         assert path.stat().st_mode & 0o777 == 0o644, path
     assert (run / "checkpoints" / "step_000001").stat().st_mode & 0o777 == 0o755
+
+
+def test_spine_trains_on_the_forking_tokens_only(tiny_model, tmp_path):
+    """rho = 1 is the plain loss exactly; rho = 0.2 keeps a fifth of the tokens and changes the update."""
+    kw = dict(reward="majority_vote", steps=2, val_problems=0, save_every=0, sample_every=0)
+    plain = train(tiny_config(tiny_model, tmp_path / "plain", **kw), progress=False)
+    everything = train(tiny_config(tiny_model, tmp_path / "all", spine_rho=1.0, **kw), progress=False)
+    spine = train(tiny_config(tiny_model, tmp_path / "spine", spine_rho=0.2, spine_band_coef=0.5, **kw),
+                  progress=False)
+    rows = {name: read_jsonl(tmp_path / name / "metrics.jsonl")[1:] for name in ("plain", "all", "spine")}
+    assert [r["loss/policy"] for r in rows["plain"]] == [r["loss/policy"] for r in rows["all"]]
+    assert all(r["policy/fork_share"] == 1.0 for r in rows["all"])
+    for r in rows["spine"]:
+        assert 0.2 <= r["policy/fork_share"] < 0.3 and math.isfinite(r["loss/band"])
+    assert rows["spine"][1]["policy/entropy"] != rows["plain"][1]["policy/entropy"]
+    assert plain["steps"] == everything["steps"] == spine["steps"] == 2

@@ -298,6 +298,17 @@ class TrainConfig(Config):
     kl_coef: float = 0.0
     """Coefficient of the k3 KL penalty to the initial model (0 = none, the URLVR default)."""
     entropy_coef: float = 0.0
+    spine_rho: float = 0.0
+    """SPINE: share of forking (highest rollout-entropy) tokens the policy loss and the KL act on; 0 = every
+    token (off), 0.2 = SPINE / the 80/20 rule."""
+    spine_scope: str = "batch"
+    """SPINE forking-token scope: ``batch`` (top share of all tokens of the step) or ``response`` (of each one)."""
+    spine_band_coef: float = 0.0
+    """SPINE entropy-band coefficient λ_band (the paper's value is not known; 0 = no band term)."""
+    spine_band_low: float = 0.1
+    """SPINE band: lower quantile H_low of a response's forking-token entropies."""
+    spine_band_high: float = 0.5
+    """SPINE band: upper quantile H_high."""
     grad_clip: float = 1.0
     max_nonfinite_steps: int = 3
     """Stop (one line) after this many steps in a row with a skipped non-finite update.
@@ -358,19 +369,20 @@ class TrainConfig(Config):
                  "updates_per_step", "grad_clip", "train_problems", "max_failed_steps", "max_nonfinite_steps", "val_temperature",
                  "collapse_window", "collapse_patience", "collapse_kl_margin", "grader_workers", "grader_timeout")
     _non_negative = ("steps", "val_problems", "weight_decay", "advantage_eps", "eps_low", "eps_high", "kl_coef",
-                     "entropy_coef", "micro_batch_size", "seed", "seed_grpo_alpha", "val_every", "sample_every",
+                     "entropy_coef", "spine_band_coef", "micro_batch_size", "seed", "seed_grpo_alpha", "val_every", "sample_every",
                      "save_every", "logprob_chunk", "lora_rank", "lora_alpha", "reward_timeout")
-    _unit = ("collapse_ratio", "collapse_entropy_fraction", "lora_dropout")
+    _unit = ("collapse_ratio", "collapse_entropy_fraction", "lora_dropout", "spine_rho", "spine_band_low",
+             "spine_band_high")
 
     def choices(self) -> dict[str, Sequence[Any]]:
         from urlvr.advantages import ADVANTAGE_ESTIMATORS
         from urlvr.answers import EQUIVALENCES
-        from urlvr.loss import LOSS_AGGREGATIONS
+        from urlvr.loss import FORK_SCOPES, LOSS_AGGREGATIONS
         from urlvr.tasks import SPLITS
 
         return {"advantage": tuple(ADVANTAGE_ESTIMATORS),
                 "loss_agg": tuple(LOSS_AGGREGATIONS), "equivalence": EQUIVALENCES, "train_split": SPLITS,
-                "dtype": tuple(DTYPES), "chat": CHAT_MODES, "report_to": REPORT_TO}
+                "dtype": tuple(DTYPES), "chat": CHAT_MODES, "report_to": REPORT_TO, "spine_scope": FORK_SCOPES}
 
     def check(self) -> None:
         if self.n_train > self.n_votes:
@@ -378,6 +390,11 @@ class TrainConfig(Config):
                              "completions than you sample; lower n_train or raise n_votes")
         if not 0 < self.top_p <= 1:
             raise UrlvrError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.spine_band_coef and not self.spine_rho:
+            raise UrlvrError("spine_band_coef needs forking tokens: set spine_rho (0.2 for SPINE) or drop the band")
+        if self.spine_band_low >= self.spine_band_high:
+            raise UrlvrError(f"spine_band_low ({self.spine_band_low}) must be below spine_band_high "
+                             f"({self.spine_band_high})")
         if self.eps_low >= 1:
             raise UrlvrError(f"eps_low must be < 1 (the ratio clip floor is 1 - eps_low), got {self.eps_low}")
         batch = self.prompts_per_step * self.n_train

@@ -29,6 +29,7 @@ equal to the one-big-batch loss::
 
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple
 
 import torch
@@ -39,8 +40,16 @@ from urlvr.stats import masked_mean
 
 __all__ = [
     "Aggregation", "LOSS_AGGREGATIONS", "get_loss_aggregation", "loss_normaliser", "aggregate",
-    "policy_loss", "kl_k3",
+    "policy_loss", "kl_k3", "forking_mask", "entropy_band_penalty", "FORK_SCOPES", "LOSS_SIDE_METHODS",
 ]
+
+FORK_SCOPES = ("batch", "response")
+
+LOSS_SIDE_METHODS: dict[str, tuple[str, str]] = {
+    "spine": ("regulariser", "SPINE: policy loss and KL on the top-rho entropy (forking) tokens only, plus an "
+                             "entropy band on them (spine_rho=0.2, spine_band_coef)"),
+}
+"""Methods that act in the loss rather than the reward: name -> (family, summary). Set by config keys."""
 
 
 class Aggregation(NamedTuple):
@@ -180,3 +189,61 @@ def kl_k3(logprob: Tensor, ref_logprob: Tensor) -> Tensor:
     """
     d = ref_logprob.detach() - logprob  # (B, T)
     return torch.expm1(d) - d  # = exp(d) - d - 1; expm1 keeps it >= 0 in floating point for tiny d
+
+
+# ---- SPINE: the policy loss on forking tokens only, inside an entropy band ---------------------------------
+
+def forking_mask(entropy: Tensor, mask: Tensor, rho: float, scope: str = "batch") -> Tensor:
+    """SPINE's forking tokens: the top ``rho`` share of token entropies. (B, T), (B, T) -> (B, T) bool.
+
+    ``scope="batch"``: the ``ceil(rho · n)`` highest-entropy tokens among all ``n`` valid tokens of the
+    batch (the 80/20 recipe SPINE builds on); ``"response"``: the top ``ceil(rho · n_i)`` of each response.
+    Ties at the threshold are broken by position (a stable sort), so exactly that many tokens are kept;
+    ``rho >= 1`` keeps every valid token. Pass the *rollout's* entropies: the mask is then fixed for the
+    step, whatever the micro-batching.
+
+    >>> h = torch.tensor([[0.1, 0.9, 0.5, 0.0], [0.8, 0.2, 0.0, 0.0]]); m = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]]).bool()
+    >>> forking_mask(h, m, 0.4).int().tolist()     # 5 valid tokens -> the top 2: 0.9 and 0.8
+    [[0, 1, 0, 0], [1, 0, 0, 0]]
+    >>> forking_mask(h, m, 0.4, "response").int().tolist()  # top ceil(0.4 n_i) of each row
+    [[0, 1, 1, 0], [1, 0, 0, 0]]
+    """
+    if scope not in FORK_SCOPES:
+        raise UrlvrError(f"unknown forking-token scope {scope!r}; choose one of: {', '.join(FORK_SCOPES)}")
+    mask = mask.bool()
+    if rho >= 1:
+        return mask.clone()
+    x = torch.where(mask, entropy.detach().float(), torch.full_like(entropy, float("-inf"), dtype=torch.float32))
+    out = torch.zeros_like(mask)
+    rows = [x.reshape(1, -1)] if scope == "batch" else list(x.split(1))
+    counts = [int(mask.sum())] if scope == "batch" else mask.sum(1).tolist()
+    flat = out.reshape(len(rows), -1) if scope == "batch" else out
+    for r, (row, n) in enumerate(zip(rows, counts)):
+        k = math.ceil(rho * n) if n else 0
+        if k:
+            top = torch.sort(row[0], descending=True, stable=True).indices[:k]
+            flat[r, top] = True
+    return out.reshape(mask.shape) & mask
+
+
+def entropy_band_penalty(entropy: Tensor, fork: Tensor, low: float = 0.1, high: float = 0.5) -> Tensor:
+    """SPINE's entropy band per response: ``mean_{t∈F_i} [max(0, H_t − H_high) + max(0, H_low − H_t)]``.
+
+    ``H_low``, ``H_high`` are the ``low`` and ``high`` quantiles of the response's forking-token entropies,
+    taken as constants (detached); the gradient flows through ``H_t`` (pass the training forward's
+    entropies), pulling too-high entropies down and too-low ones up. A response without forking
+    tokens gives 0. (B, T), (B, T) bool -> (B,).
+
+    >>> h = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]]); f = torch.ones(1, 5, dtype=torch.bool)
+    >>> entropy_band_penalty(h, f, 0.25, 0.75)  # band [1, 3]: 1 below (0.0), 1 above (4.0), over 5 tokens
+    tensor([0.4000])
+    """
+    out = []
+    for h_i, f_i in zip(entropy, fork.bool()):
+        h = h_i[f_i]  # (n_i,)
+        if h.numel() == 0:
+            out.append(h_i.sum() * 0.0)
+            continue
+        q = torch.quantile(h.detach().float(), torch.tensor([low, high], dtype=torch.float32, device=h.device))
+        out.append((torch.relu(h - q[1]) + torch.relu(q[0] - h)).mean())  # relu: no pull at the band edges
+    return torch.stack(out) if out else entropy.new_zeros(0)

@@ -44,7 +44,7 @@ from urlvr.evaluation.metrics import summarize
 from urlvr.grading import shared_grader
 from urlvr.io import append_jsonl, atomic_folder, atomic_write, read_jsonl, write_json, write_text
 from urlvr.loading import is_adapter, load_model, pick_dtype, resolve_model
-from urlvr.loss import aggregate, kl_k3, loss_normaliser, policy_loss
+from urlvr.loss import aggregate, entropy_band_penalty, forking_mask, kl_k3, loss_normaliser, policy_loss
 from urlvr.rewards.base import check_options, get_reward
 from urlvr.prompts import Renderer
 from urlvr.rollout import HFSampler, completion_logprobs, pack
@@ -211,6 +211,8 @@ class Trainer:
         cfg = self.cfg
         ids, att, P = pack(batch.prompt_ids, batch.tokens, batch.mask, self.tok.pad_token_id)
         mask = batch.mask & keep[:, None]  # (B, T)
+        if cfg.spine_rho:  # SPINE: loss and KL on the forking tokens only, chosen by the rollout's entropies
+            mask = forking_mask(batch.entropy, mask, cfg.spine_rho, cfg.spine_scope)  # (B, T)
         old_lp = batch.logprob  # (B, T) from the rollout: the old policy
         B = len(batch)
         order = torch.randperm(B, generator=torch.Generator().manual_seed(derive_seed(cfg.seed, "perm", step)))
@@ -229,6 +231,7 @@ class Trainer:
             # normaliser of the *global* mini-batch; local losses x world undo the engine's gradient mean
             norm = self.dist.sum(loss_normaliser(mask[idx], cfg.loss_agg, max_tok)) / self.dist.world
             norm = max(norm, 1e-8)
+            n_band = max(1.0, self.dist.sum(float(mask[idx].any(1).sum())) / self.dist.world)  # responses with a fork
             self.opt.zero_grad(set_to_none=True)
             acc: dict[str, float] = {}
             for s in range(0, mb, micro):  # gradient accumulation: micro-batch sums / the global normaliser
@@ -236,15 +239,20 @@ class Trainer:
                 dev = lambda x: x[j].to(self.device)  # noqa: E731
                 with self.dist.no_sync(self.model, last=s + micro >= mb), self.amp:
                     lp, ent = completion_logprobs(self.model, dev(ids), dev(att), P, dev(batch.tokens),
-                                                  cfg.temperature, with_entropy=cfg.entropy_coef > 0,
+                                                  cfg.temperature,
+                                                  with_entropy=cfg.entropy_coef > 0 or cfg.spine_band_coef > 0,
                                                   chunk=cfg.logprob_chunk)
                     m = dev(mask)
                     loss, info = policy_loss(lp, dev(old_lp), dev(adv), m, cfg.eps_low, cfg.eps_high, cfg.loss_agg,
                                              max_tok, normaliser=norm)
                     kl = aggregate(kl_k3(lp, dev(ref_lp)), m, cfg.loss_agg, norm, max_tok)
                     total = loss + cfg.kl_coef * kl
-                    if ent is not None:
+                    if cfg.entropy_coef:
                         total = total - cfg.entropy_coef * aggregate(ent, m, cfg.loss_agg, norm, max_tok)
+                    if cfg.spine_band_coef:  # SPINE's entropy band on the forking tokens, per response
+                        band = entropy_band_penalty(ent, m, cfg.spine_band_low, cfg.spine_band_high).sum() / n_band
+                        total = total + cfg.spine_band_coef * band
+                        acc["loss/band"] = acc.get("loss/band", 0.0) + float(band)
                     self.dist.acc.backward(total)
                 w = len(j) / mb
                 for k, v in {"loss/policy": float(loss), "loss/kl": float(kl), **{f"policy/{k}": v for k, v in info.items()}}.items():
@@ -260,6 +268,8 @@ class Trainer:
             acc["policy/grad_norm"] = float(gnorm)
             for k, v in acc.items():
                 stats[k] = stats.get(k, 0.0) + v / cfg.updates_per_step
+        if cfg.spine_rho:
+            stats["policy/fork_share"] = float(mask.sum() / (batch.mask & keep[:, None]).sum().clamp(min=1))
         # KL of the rollout policy to the initial model, from the sampled tokens (k3, >= 0)
         m = batch.mask
         stats["policy/kl_initial"] = float((kl_k3(old_lp, ref_lp) * m).sum() / m.sum().clamp(min=1))

@@ -149,7 +149,18 @@ def run_tasks(args) -> int:
 def run_rewards(args) -> int:
     from urlvr.rewards import get_reward, reward_names
 
+    from urlvr.advantages import get_advantage_modifier, modifier_names
+    from urlvr.loss import LOSS_SIDE_METHODS
+
+    print("rewards (reward=NAME):")
     for name in sorted(reward_names(), key=lambda n: (get_reward(n).family, n)):
         spec = get_reward(name)
-        print(f"{name:<24} {spec.family:<12} {spec.summary}")
+        print(f"  {name:<24} {spec.family:<12} {spec.summary}")
+    print("advantage modifiers (advantage_modifier=NAME[,NAME...], advantage_options.NAME={...}):")
+    for name in sorted(modifier_names(), key=lambda n: (get_advantage_modifier(n).family, n)):
+        cls = get_advantage_modifier(name)
+        print(f"  {name:<24} {cls.family:<12} {(cls.__doc__ or '').strip().splitlines()[0]}")
+    print("loss-side methods (config keys):")
+    for name, (family, summary) in LOSS_SIDE_METHODS.items():
+        print(f"  {name:<24} {family:<12} {summary}")
     return 0

@@ -785,10 +785,17 @@ class Plan(Config):
     external_train: int = 2048
     external_steps: int = 60
     external_lr: float = 2.5e-4
+    # methods (not in the default list: urlvr reproduce --only methods)
+    methods: tuple[str, ...] = ("majority_vote", "evol_rl", "scope", "ttrl_guard", "self_harmony", "covo", "rlpr",
+                                "restrain", "spine", "snr", "certified_only")
+    """Arms of :data:`urlvr.experiments.methods.ARMS` (majority vote, the baseline, is always run)."""
+    methods_train: int = 512
+    methods_steps: int = 60
+    methods_lr: float = 2.5e-4
 
     _positive = ("seeds", "prompts_per_step", "n", "max_new_tokens", "val_problems", "val_every", "val_k",
                  "families_train", "families_steps", "families_lr", "sizes_steps", "sizes_lr", "mcs_max_steps",
-                 "mcs_train", "mcs_seeds", "gt_eval_problems", "external_train", "external_steps", "external_lr")
+                 "mcs_train", "mcs_seeds", "gt_eval_problems", "external_train", "external_steps", "external_lr", "methods_train", "methods_steps", "methods_lr")
     _non_negative = ("gt_steps", "passk")
 
     def check(self) -> None:

@@ -20,16 +20,20 @@ from typing import Callable, Sequence
 
 from urlvr.config import Plan
 from urlvr.errors import UrlvrError
-from urlvr.experiments import dataset_size, external, families, mcs
+from urlvr.experiments import dataset_size, external, families, mcs, methods
 from urlvr.experiments.findings import Finding, format_findings
 from urlvr.experiments.plan import PLANS
 from urlvr.experiments.runner import Bars, Runner
 from urlvr.io import read_json, write_json, write_text
 
-__all__ = ["EXPERIMENTS", "reproduce"]
+__all__ = ["EXPERIMENTS", "DEFAULT_EXPERIMENTS", "reproduce"]
 
 EXPERIMENTS: dict[str, Callable[[Runner, list[int]], tuple[list[Finding], list[Path]]]] = {
-    "families": families.run, "dataset_size": dataset_size.run, "mcs": mcs.run, "external": external.run}
+    "families": families.run, "dataset_size": dataset_size.run, "mcs": mcs.run, "external": external.run,
+    "methods": methods.run}
+DEFAULT_EXPERIMENTS = ("families", "dataset_size", "mcs", "external")
+"""The paper's findings, run when no experiment is named; ``methods`` (the 2025–26 methods side by side) only
+with ``--only methods``."""
 
 
 def reproduce(out_dir: str | Path = "runs/reproduce", plan: str | Plan = "full", only: Sequence[str] = (),
@@ -39,7 +43,7 @@ def reproduce(out_dir: str | Path = "runs/reproduce", plan: str | Plan = "full",
     ``jobs`` > 1 runs the independent runs of an experiment in that many processes (one thread each).
     """
     p = PLANS[plan] if isinstance(plan, str) else plan
-    names = list(only) or list(EXPERIMENTS)
+    names = list(only) or list(DEFAULT_EXPERIMENTS)
     unknown = sorted(set(names) - set(EXPERIMENTS))
     if unknown:
         raise UrlvrError(f"unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}")

@@ -42,3 +42,28 @@ def test_reproduce_smoke_writes_findings_and_figures(tmp_path):
     assert len(json.loads((out / "findings.json").read_text())["findings"]) == 4
     assert (out / "dataset_size" / "n32_s0" / "summary.json").is_file()
     assert not (out / "dataset_size" / "n32_s0" / "checkpoints").exists()  # curves kept, checkpoints not
+
+
+def test_reproduce_only_methods_writes_the_side_by_side_table(tmp_path):
+    out = tmp_path / "methods"
+    cmd = [sys.executable, "-m", "urlvr", "reproduce", "--smoke", "--only", "methods", "--out", str(out), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "FINDINGS.md").read_text()
+    assert text.startswith("# The 2025–26 methods beside majority vote") and "--only methods" in text
+    arms = PLANS["smoke"].methods
+    for arm in arms:
+        for prior in ("aligned", "misaligned"):
+            assert f"| {arm} | {prior} |" in text
+            assert (out / "methods" / f"{prior}_{arm}_s0" / "summary.json").is_file()
+    assert (out / "fig_methods.png").read_bytes()[:4] == b"\x89PNG"
+    assert [f["verdict"] for f in json.loads((out / "findings.json").read_text())["findings"]] == ["measured"]
+
+
+def test_methods_compare_to_baseline_needs_tol_and_the_seed_spread():
+    from urlvr.experiments.methods import compare_to_baseline
+
+    end = {"majority_vote": [0.50, 0.50, 0.50], "up": [0.60, 0.61, 0.59], "down": [0.40, 0.41, 0.39],
+           "small": [0.52, 0.52, 0.52], "noisy": [0.70, 0.40, 0.80]}
+    assert compare_to_baseline(end) == {"up": "above", "down": "below", "small": "within", "noisy": "within"}

@@ -32,8 +32,13 @@ def format_findings(findings: list[Finding], figures: list[Path], p: Plan, secon
                     out: Path) -> str:
     from urlvr.report import markdown_table
 
-    lines = ["# Findings of the paper, reproduced on the testbed", "",
-             f"`urlvr reproduce{'' if p.name == 'full' else ' --' + p.name}` ({p.name} plan: {p.seeds} seed(s); "
+    only = "" if set(seconds) <= {"families", "dataset_size", "mcs", "external"} else \
+        "".join(f" --only {name}" for name in seconds)
+    title = ("Findings of the paper, reproduced on the testbed" if not only else
+             "The 2025–26 methods beside majority vote on the testbed" if list(seconds) == ["methods"] else
+             "Findings on the testbed")
+    lines = [f"# {title}", "",
+             f"`urlvr reproduce{'' if p.name == 'full' else ' --' + p.name}{only}` ({p.name} plan: {p.seeds} seed(s); "
              f"{total / 60:.1f} min in all: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items())
              + f"). Numbers are mean ± std over seeds unless marked; peak, rise and fall are of the seed-mean "
              f"curve. A verdict needs every stated margin (TOL = {TOL} accuracy) to hold, per seed on a majority "

@@ -109,7 +109,7 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
                    for prior, c in counts.items())
     why += (f" 'above'/'below' needs the seed-mean end accuracy to differ from majority vote's by more than "
             f"TOL = {TOL} and by more than the larger seed std of the two.")
-    measured = (f"{len(arms) - 1} methods and TTRL majority vote on the aligned ({p.aligned}) and misaligned "
+    measured = (f"{len(arms) - 1} method{'s' if len(arms) > 2 else ''} and TTRL majority vote on the aligned ({p.aligned}) and misaligned "
                 f"({p.misaligned}) priors, identical settings: {p.methods_train} training problems (arithmetic "
                 f"{p.task_options}), {p.methods_steps} steps of {p.prompts_per_step} prompts x {p.n} completions "
                 f"(n_votes = n_train = {p.n}), {p.max_new_tokens} new tokens, lr {p.methods_lr:g}, each method's "

@@ -25,7 +25,8 @@ PLANS: dict[str, Plan] = {
                               "testbed:misaligned:arithmetic:tiny?steps=30&card_problems=8"),
                   mcs_max_steps=2, mcs_train=40, mcs_seeds=1, gt_steps=2, gt_eval_problems=8, passk=2,
                   external_models=("testbed:misaligned:linear:tiny?steps=20&card_problems=8",),
-                  external_rewards=("verifier", "majority_vote"), external_train=40, external_steps=2),
+                  external_rewards=("verifier", "majority_vote"), external_train=40, external_steps=2,
+                  methods=("majority_vote", "spine"), methods_train=40, methods_steps=2),
 }
 """``full`` (estimated 30-45 min on 2 cores, models built; not timed end to end), ``quick`` (9.9 min measured
 on the shared 2 cores), ``smoke`` (the tests: seconds)."""

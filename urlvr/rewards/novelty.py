@@ -44,7 +44,7 @@ Components (logged as ``reward/evol_rl/...``): ``valid`` (1/0), ``majority`` (1/
 >>> g = Group(Problem("p", "1+1"), "1+1", (c("\\boxed{2}", [1.0, 0.0]), c("\\boxed{2}", [1.0, 1.0]),
 ...           c("\\boxed{2}", [0.0, 1.0]), c("\\boxed{3}", [1.0, 0.2])))
 >>> [round(r, 3) for r in evol_rl(g).scores]
-[0.5, 0.692, 1.0, -0.5]
+[0.714, 0.5, 1.0, -0.5]
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import re
 from typing import Any, Sequence
 
 import torch
@@ -78,13 +79,14 @@ def step_spans(pieces: Sequence[str], rule: str = "token") -> list[tuple[int, in
     """``(start, end)`` token spans of the steps of a response given its tokens' strings.
 
     ``token``: a token whose string contains ``"\\n\\n"`` closes a step; ``text``: the token on which a
-    ``"\\n\\n"`` of the joined text ends closes one. The remainder is the last step; no tokens, no steps.
+    ``"\\n\\n"`` of the joined text ends closes one (occurrences found left
+    to right, not overlapping). The remainder is the last step; no tokens, no steps.
     """
     if rule == "token":
         cuts = [i for i, p in enumerate(pieces) if STEP_MARK in p]
     else:
         text, owner = "".join(pieces), [i for i, p in enumerate(pieces) for _ in p]  # owner[c]: token of char c
-        cuts = sorted({owner[e + 1] for e in range(len(text) - 1) if text[e : e + 2] == STEP_MARK})
+        cuts = sorted({owner[m.end() - 1] for m in re.finditer(STEP_MARK, text)})  # non-overlapping, left to right
     spans, start = [], 0
     for i in cuts:
         spans.append((start, i + 1))

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from rewards._groups import group
+from urlvr.answers import extract_boxed
 from urlvr.errors import UrlvrError
 from urlvr.rewards import get_reward
 from urlvr.rewards.scope import (choose_g, g_candidates, response_confidence, scope, step_spans, subgroup_labels,
@@ -23,11 +24,12 @@ from urlvr.types import Completion
 def comp(text, surprisal=1.0, conf=1.0, tokens=None):
     """A completion, one token per character + EOS unless ``tokens`` ids are given; constant or per-token stats."""
     ids = tokens if tokens is not None else [0] * len(text) + [2]
-    T = len(ids)
-    as_t = lambda x: torch.as_tensor(x, dtype=torch.float32) if isinstance(x, list) else torch.full((T,), float(x))  # noqa: E731
-    from urlvr.answers import extract_boxed
 
-    return Completion(text, extract_boxed(text), torch.tensor(ids), {"logprob": -as_t(surprisal), "confidence": as_t(conf)})
+    def per_token(x):
+        return torch.as_tensor(x, dtype=torch.float32) if isinstance(x, list) else torch.full((len(ids),), float(x))
+
+    stats = {"logprob": -per_token(surprisal), "confidence": per_token(conf)}
+    return Completion(text, extract_boxed(text), torch.tensor(ids), stats)
 
 
 def boxed(a):

@@ -226,11 +226,13 @@ def scope(group: Group, votes: int = 32, lam: float = 0.7, g: int | None = None,
     digest = hashlib.sha256("\x00".join(c.text for c in group.completions).encode()).hexdigest()
 
     def draw(purpose: str, size: int) -> list[int | None]:
-        return subgroup_labels(ids, conf, size, v, rng(seed, "scope", group.problem.id, digest, purpose, size), pairing)
+        draws = rng(seed, "scope", group.problem.id, digest, purpose, size)
+        return subgroup_labels(ids, conf, size, v, draws, pairing)
 
     if g is None:
         search = {size: draw("search", size) for size in g_candidates(n)}
-        rows = [(size, sum(subgroup_rewards(ids, lab, size)) / n, float(len(set(lab)))) for size, lab in search.items()]
+        rows = [(size, sum(subgroup_rewards(ids, labels, size)) / n, float(len(set(labels))))
+                for size, labels in search.items()]
         g = choose_g(rows, lam)
         labels = draw("final", g) if redraw else search[g]
     else:

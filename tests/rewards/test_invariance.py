@@ -3,6 +3,7 @@
 import dataclasses
 
 import pytest
+import torch
 
 from rewards._groups import FakeSampler, completion, group
 from urlvr.experimental import reset_rnd
@@ -35,9 +36,15 @@ def make(name: str):
         texts, problem = CODE_TEXTS, CODE
     if spec.needs_gold:
         kw["gold"] = "2"
-    g = group([completion(t, distinct_rows(i, len(t) + 1)) for i, t in enumerate(texts)], problem=problem, **kw)
+    comps = [completion(t, distinct_rows(i, len(t) + 1)) for i, t in enumerate(texts)]
+    if spec.needs_embeddings:  # the rollout's pooled states, distinct per completion
+        comps = [dataclasses.replace(c, embedding=torch.tensor([1.0, i, (i * i) % 3, 0.5])) for i, c in enumerate(comps)]
+    g = group(comps, problem=problem, **kw)
     options = {"mix": {"rewards": {"majority_vote": 1.0, "self_certainty": 0.5, "token_entropy": 0.25}},
-               "semi_supervised": {"alpha": 0.0, "intrinsic": "semantic_cluster"}}.get(name, {})
+               "semi_supervised": {"alpha": 0.0, "intrinsic": "semantic_cluster"},
+               # SCOPE is order-dependent by design (consecutive subgroups, vote sets drawn by position):
+               # one subgroup voting on every response is where its rule is order-invariant
+               "scope": {"g": len(texts), "votes": len(texts)}}.get(name, {})
     if spec.needs_policy:
         options.update(sampler=FakeSampler(lambda p: "\\boxed{True}" if "\\boxed{2}" in p else "\\boxed{2} no"),
                        settings=SamplingSettings(max_new_tokens=8))

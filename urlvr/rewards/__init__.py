@@ -9,7 +9,7 @@ certainty (:mod:`~urlvr.rewards.certainty`), ensemble (:mod:`~urlvr.rewards.ense
 
 from urlvr.rewards.base import (Completion, Group, LabeledGroup, RewardOutput, RewardSpec, call_reward, get_reward,
                                 register_reward, reward_names)
-from urlvr.rewards import certainty, controls, ensemble, external, mixes  # noqa: F401  (register the rewards)
+from urlvr.rewards import certainty, controls, ensemble, external, mixes, novelty, scope  # noqa: F401  (register the rewards)
 from urlvr.rewards.external import guarded
 import urlvr.experimental  # noqa: F401,E402  (registers the experimental rewards)
 

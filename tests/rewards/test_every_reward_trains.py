@@ -41,7 +41,8 @@ def defaults_cell(spec: RewardSpec) -> str:
 
 def doc_rows() -> dict[str, list[str]]:
     rows = {}
-    for line in (REPO / "docs" / "rewards.md").read_text(encoding="utf-8").splitlines():
+    text = (REPO / "docs" / "rewards.md").read_text(encoding="utf-8").split("## Advantage modifiers", 1)[0]
+    for line in text.splitlines():  # the rewards table only: the modifiers' table follows it
         m = re.match(r"\| `([a-z_]+)` \|", line)
         if m:
             rows[m[1]] = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]

@@ -10,6 +10,7 @@ from urlvr.advantages.modifiers import (
     ADVANTAGE_MODIFIERS, AdvantageContext, AdvantageModifier, SeedGRPO, build_modifier, get_advantage_modifier,
     majority_of, modifier_names, register_modifier,
 )
+from urlvr.advantages import filters  # noqa: F401,E402  (registers std_filter)
 
 __all__ = [
     "group_advantages", "grpo_advantages", "drgrpo_advantages", "ADVANTAGE_ESTIMATORS", "ADVANTAGE_SCALES",

@@ -3,13 +3,14 @@
 Importing this package registers the built-in rewards: controls (:mod:`~urlvr.rewards.controls`),
 certainty (:mod:`~urlvr.rewards.certainty`), ensemble (:mod:`~urlvr.rewards.ensemble`), external
 (:mod:`~urlvr.rewards.external`, with :mod:`~urlvr.rewards.sandbox`), mixes
-(:mod:`~urlvr.rewards.mixes`) and the experimental ones (:mod:`urlvr.experimental`).
+(:mod:`~urlvr.rewards.mixes`), scored by the policy (:mod:`~urlvr.rewards.scored`: CoVo, RLPR) and the
+experimental ones (:mod:`urlvr.experimental`).
 ``docs/rewards.md`` tables them all.
 """
 
 from urlvr.rewards.base import (Completion, Group, LabeledGroup, RewardOutput, RewardSpec, call_reward, get_reward,
                                 register_reward, reward_names)
-from urlvr.rewards import certainty, controls, ensemble, external, mixes, novelty, scope  # noqa: F401  (register the rewards)
+from urlvr.rewards import certainty, controls, ensemble, external, mixes, novelty, scope, scored  # noqa: F401,E501  (register the rewards)
 from urlvr.rewards.external import guarded
 import urlvr.experimental  # noqa: F401,E402  (registers the experimental rewards)
 

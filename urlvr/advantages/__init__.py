@@ -11,6 +11,7 @@ from urlvr.advantages.modifiers import (
     majority_of, modifier_names, register_modifier,
 )
 from urlvr.advantages import filters  # noqa: F401,E402  (registers std_filter)
+from urlvr.advantages import restrain  # noqa: F401,E402  (registers the RESTRAIN modifier)
 
 __all__ = [
     "group_advantages", "grpo_advantages", "drgrpo_advantages", "ADVANTAGE_ESTIMATORS", "ADVANTAGE_SCALES",

@@ -10,6 +10,7 @@ from urlvr.advantages.modifiers import (
     ADVANTAGE_MODIFIERS, AdvantageContext, AdvantageModifier, SeedGRPO, build_modifier, get_advantage_modifier,
     majority_of, modifier_names, register_modifier,
 )
+from urlvr.advantages import certified  # noqa: F401,E402  (registers certified_only)
 
 __all__ = [
     "group_advantages", "grpo_advantages", "drgrpo_advantages", "ADVANTAGE_ESTIMATORS", "ADVANTAGE_SCALES",

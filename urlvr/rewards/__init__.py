@@ -1,7 +1,8 @@
 """Every label-free reward as a plug-in (see :mod:`urlvr.rewards.base` for the interface).
 
 Importing this package registers the built-in rewards: controls (:mod:`~urlvr.rewards.controls`),
-certainty (:mod:`~urlvr.rewards.certainty`), ensemble (:mod:`~urlvr.rewards.ensemble`), external
+certainty (:mod:`~urlvr.rewards.certainty`), ensemble (:mod:`~urlvr.rewards.ensemble`, and the SNR reward of
+:mod:`~urlvr.rewards.certified`), external
 (:mod:`~urlvr.rewards.external`, with :mod:`~urlvr.rewards.sandbox`), mixes
 (:mod:`~urlvr.rewards.mixes`) and the experimental ones (:mod:`urlvr.experimental`).
 ``docs/rewards.md`` tables them all.
@@ -9,7 +10,7 @@ certainty (:mod:`~urlvr.rewards.certainty`), ensemble (:mod:`~urlvr.rewards.ense
 
 from urlvr.rewards.base import (Completion, Group, LabeledGroup, RewardOutput, RewardSpec, call_reward, get_reward,
                                 register_reward, reward_names)
-from urlvr.rewards import certainty, controls, ensemble, external, mixes  # noqa: F401  (register the rewards)
+from urlvr.rewards import certainty, certified, controls, ensemble, external, mixes  # noqa: F401  (registration)
 from urlvr.rewards.external import guarded
 import urlvr.experimental  # noqa: F401,E402  (registers the experimental rewards)
 

@@ -11,7 +11,7 @@ o (X elsewhere); ``m(s, f)`` is the posterior mean of θ (leader vs runner-up) g
 ``m(s, o)`` that of λ (leader vs the rest) given (s, o)::
 
     X = A:      e_run ← e_run · 2 m(s, f),        e_oth ← e_oth · 2 m(s, o),   s += 1
-    X = B:      e_run ← e_run · 2 (1 − m(s, f)),  f += 1     (B absent: any X ≠ A, ``absent_runner="rest"``)
+    X = B:      e_run ← e_run · 2 (1 − m(s, f)),  f += 1     (B absent: any answer ≠ A, ``absent_runner="rest"``)
     otherwise:  e_oth ← e_oth · 2 (1 − m(s, o)),  o += 1
     stop when e_run ≥ 1/ε and e_oth ≥ 1/ε: (A, certified); at the budget: (leader, abstained)
 
@@ -24,7 +24,7 @@ mixture prior the product telescopes to ``e_run = 2^{s+f} ∫ θ^s (1−θ)^f π
   certify (the official class without a known answer set only updates the pairwise process once two
   answers exist, and never certifies them). A vote X ≠ A at such a step:
 
-  - ``"rest"`` (default, urlvr's reading): B stands for *every other outcome*, so the vote counts
+  - ``"rest"`` (default, urlvr's reading): B stands for *every other answer*, so the vote counts
     against the leader in e_run (f += 1) and leaves e_oth alone. "A beats all the rest together"
     implies "A beats any one answer", so e_run stays a supermartingale under the null: anytime-valid.
     On two answers this is exactly what passing the candidate set does.
@@ -33,10 +33,12 @@ mixture prior the product telescopes to ``e_run = 2^{s+f} ∫ θ^s (1−θ)^f π
     ``½ · 2 m(0, 0) + ½ > 1`` under a fair coin: not a supermartingale. Simulated under a fair
     two-answer distribution (ε = 0.1, Beta prior) its false-certification rate is 0.083 / 0.100 /
     0.115 at budgets 16 / 64 / 256, against 0.065 / 0.075 / 0.089 for ``"rest"``. Kept for parity.
-- *Answer-less votes* (``None``) never become A or B and count as **elsewhere** votes (o += 1; while
-  no runner-up exists, as any other non-leader vote: ``absent_runner``): "no answer" is one more way
-  the leader can fail to be chosen, so it can only delay certification (conservative). A ``None``
-  before the first answer only counts as a used vote.
+- *Answer-less votes* (``None``) never become A or B and always count as **elsewhere** votes
+  (o += 1), with or without a runner-up: "no answer" is one more way the leader can fail to be
+  chosen, so it only makes certification harder (conservative: the leader must beat the other
+  answers *and* the answer-less together, so a model that answers less than half the time never
+  certifies). e_run never sees them, which keeps it valid for "A beats every other answer". A
+  ``None`` before the first answer only counts as a used vote.
 - The leader at certification is always the leader after the certifying vote too: only an X = A vote
   can raise both e-values, and it keeps A in front.
 
@@ -180,10 +182,10 @@ def mmc(votes: Sequence[Hashable | None], eps: float = 0.1, prior: str = "beta",
                 log_run += math.log(2.0 * mean(s, f))
                 log_oth += math.log(2.0 * mean(s, o))
                 s += 1
-            elif (x is not None and x == b) or (b is None and absent_runner == "rest"):
+            elif x is not None and (x == b or (b is None and absent_runner == "rest")):
                 log_run += math.log(2.0 * (1.0 - mean(s, f)))
                 f += 1
-            else:  # another answer, or no answer (with absent_runner="never": also while B is absent)
+            else:  # another answer, or no answer (always elsewhere)
                 log_oth += math.log(2.0 * (1.0 - mean(s, o)))
                 o += 1
         if x is not None:

@@ -202,7 +202,7 @@ def _one_thread(one_thread):
 def test_certified_only_trains_through_the_real_trainer(tiny_model, tmp_path, _one_thread):
     cfg = tiny_config(tiny_model, tmp_path, reward="majority_vote", advantage_modifier="certified_only",
                       advantage_options={"certified_only": {"eps": 0.4}}, val_problems=0, prompts_per_step=2,
-                      n_votes=8, n_train=4, steps=2, save_every=2, sample_every=0)
+                      n_votes=8, n_train=4, steps=2, save_every=2, sample_every=0, max_new_tokens=16)
     train(cfg, progress=False)
     rows = read_jsonl(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in rows][-2:] == [1, 2]

@@ -560,6 +560,8 @@ class EvalConfig(Config):
     dtype: str = "auto"
     cross_check: bool = False
     """Report where the canonical normaliser and math-verify disagree (math grader)."""
+    certify_eps: float = 0.1
+    """Level of the Martingale Majority Certificate over each problem's n samples (``urlvr.certify``); 0 = off."""
 
     _positive = ("k", "seeds", "max_new_tokens", "limit", "problems", "batch_size", "grader_workers",
                  "grader_timeout")
@@ -586,6 +588,8 @@ class EvalConfig(Config):
             raise UrlvrError(f"--temperature must be > 0, got {self.temperature} (use --greedy)")
         if not 0 < self.top_p <= 1:
             raise UrlvrError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.certify_eps < 1:
+            raise UrlvrError(f"--certify-eps must be in [0, 1) (0 turns the certificate off), got {self.certify_eps}")
         if not self.data:
             raise UrlvrError("give at least one --data")
         if self.template is not None:

@@ -59,6 +59,7 @@ class FakeSampler:
 
         class Batch:
             texts = [self.respond(p) for p in prompts]
+            mask = torch.ones(len(prompts), 1)  # one generated token per text, for rewards that count cost
 
         return Batch()
 

@@ -12,6 +12,7 @@ from urlvr.advantages.modifiers import (
 )
 from urlvr.advantages import filters  # noqa: F401,E402  (registers std_filter)
 from urlvr.advantages import restrain  # noqa: F401,E402  (registers the RESTRAIN modifier)
+from urlvr.advantages import certified  # noqa: F401,E402  (registers certified_only)
 
 __all__ = [
     "group_advantages", "grpo_advantages", "drgrpo_advantages", "ADVANTAGE_ESTIMATORS", "ADVANTAGE_SCALES",

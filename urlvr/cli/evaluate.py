@@ -14,8 +14,9 @@ __all__ = ["EVAL_HELP", "add_eval", "run_eval", "add_compare", "run_compare", "a
 
 EVAL_HELP = ("Sample n >= k completions per problem for each seed with pinned settings; report avg@k (mean ± std "
              "over seeds), unbiased pass@j for j <= n, maj@k over equivalence classes of parsed answers, greedy "
-             "accuracy (--greedy), truncation and unparsable rates, with 95% bootstrap CIs over problems. Writes "
-             "results.json and samples.jsonl to --out. File benchmarks use --grader math unless told otherwise "
+             "accuracy (--greedy), truncation and unparsable rates, the certified-majority metrics (--certify-eps), "
+             "with 95% bootstrap CIs over problems. Writes results.json and samples.jsonl to --out. File benchmarks "
+             "use --grader math unless told otherwise "
              "(pass --grader choice for lettered multiple choice such as GPQA).")
 
 
@@ -51,6 +52,9 @@ def add_eval(e: argparse.ArgumentParser) -> None:
     e.add_argument("--dtype", default="auto")
     e.add_argument("--cross-check", action="store_true",
                    help="report where math-verify and the canonical normaliser disagree")
+    e.add_argument("--certify-eps", type=float, default=0.1,
+                   help="level of the Martingale Majority Certificate over each problem's n samples: certified_rate, "
+                        "votes_to_certify, certified_accuracy, mmc_maj_accuracy, mmc_vote_share (default 0.1; 0 = off)")
     e.add_argument("--out", default=None, help="output folder (default runs/eval/MODEL-TIME)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -66,7 +70,7 @@ def run_eval(args) -> int:
                      limit=args.limit, problems=args.problems, split=args.split, options=parse_options(args.option),
                      grader=args.grader, equivalence=args.equivalence, batch_size=args.batch_size,
                      grader_workers=args.grader_workers, grader_timeout=args.grader_timeout, device=args.device,
-                     dtype=args.dtype, cross_check=args.cross_check)
+                     dtype=args.dtype, cross_check=args.cross_check, certify_eps=args.certify_eps)
     out = Path(args.out) if args.out else default_out_dir(cfg.model)
     blocker = next((p for p in (out, *out.parents) if p.exists()), None)  # checked before any sampling
     if blocker is not None and not blocker.is_dir():

@@ -6,7 +6,9 @@ the ``math``, ``choice`` or ``exact`` grader, never guessed) and each of ``seeds
 completions per problem, grades them in one batch per generate call (math-verify in worker
 processes), clusters answers for maj@k and summarises with :mod:`urlvr.evaluation.metrics`: avg@k
 (mean ± std over seeds), unbiased pass@j for every j <= n, maj@k over equivalence classes, optional
-greedy accuracy, truncation and unparsable rates, each with a 95 % bootstrap CI over problems.
+greedy accuracy, truncation and unparsable rates, each with a 95 % bootstrap CI over problems; with
+``certify_eps`` > 0 the Martingale Majority Certificate over each problem's n samples (certified
+rate, votes to certify, certified and adaptive-votes accuracy, share of the votes used).
 
 The results record every setting (model path and weights hash, template, system prompt, sampling
 settings, seeds, k, n, grader version, package versions, data path and sha256), a per-problem table
@@ -210,7 +212,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> tuple[dict, list[dict]]:
             greedy_rows = (_sample(**run, n=1, settings=greedy, seeds=[None], per_call=cfg.batch_size)
                            if cfg.greedy else [])
             ids = [e.problem.id for e in b.examples]
-            metrics, table = benchmark_metrics(rows, cfg.k, n, ids, seeds, greedy_rows)
+            metrics, table = benchmark_metrics(rows, cfg.k, n, ids, seeds, greedy_rows, cfg.certify_eps)
             records.append({"name": b.name, "data": b.data, "grader": b.grader, "equivalence": b.equivalence,
                             "template": b.task.template, "rendering": render.describe(b.examples[0].problem),
                             "metrics": metrics, "per_problem": table,
@@ -224,6 +226,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> tuple[dict, list[dict]]:
         "settings": {"k": cfg.k, "n": n, "seeds": seeds, "temperature": cfg.temperature, "top_p": cfg.top_p,
                      "max_new_tokens": cfg.max_new_tokens, "greedy": cfg.greedy, "system_prompt": cfg.system_prompt,
                      "chat": cfg.chat, "template_override": cfg.template, "batch_size": cfg.batch_size,
+                     "certify_eps": cfg.certify_eps,
                      "device": str(device), "dtype": str(pick_dtype(cfg.dtype, device)).replace("torch.", ""),
                      "bootstrap": dict(BOOTSTRAP), "config": cfg.to_dict()},
         "grader": {"version": grader_version(), "config": GRADER_CONFIG, "stats": dict(grader.stats)},

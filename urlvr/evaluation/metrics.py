@@ -12,6 +12,23 @@ Per problem and sampling seed, from n >= k completions in sample order:
   seen first; a problem with no parsable answer counts as wrong. The winner is graded through the
   first completion of its class.
 
+Certified self-consistency (``certify_eps`` > 0, :mod:`urlvr.certify`): the Martingale Majority
+Certificate runs over each problem's n answers in sample order (voting keys: the answer string of
+each equivalence class's first completion; ties by that string; unparsable answers are elsewhere
+votes). The samples are i.i.d., so stopping at the first certifying vote of the drawn sequence *is*
+the adaptive-votes procedure with budget n. Per problem: certified (0/1), votes used (n when it
+abstains), and the returned leader graded through its class's first completion:
+
+- ``certified_rate``: share of problems certified within the n votes at level ε;
+- ``votes_to_certify``: mean votes used by the certified problems (pooled over problems and seeds);
+- ``certified_accuracy``: gold accuracy of the certified leader on the certified problems (pooled);
+- ``mmc_maj_accuracy``: gold accuracy of the leader returned, certified or abstained (the
+  adaptive-votes majority answer; no parsable answer counts as wrong);
+- ``mmc_vote_share``: mean votes used over all problems / n (1 − it is the sampling saved).
+
+The two conditional metrics are left out when no problem certified; a seed without a certified
+problem has a NaN per-seed value (left out of ``std_over_seeds``).
+
 Uncertainty: a seeded percentile bootstrap over problems (each problem's value is its mean over
 seeds, so resampling problems keeps the seed average), 1000 resamples and 95 % by default. Two
 results on the same problems and seeds are compared per problem: the mean difference, a paired
@@ -34,12 +51,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from urlvr.answers import majority
+from urlvr.certify import mmc
 
 __all__ = ["pass_at_k", "summarize", "problem_stats", "benchmark_metrics", "bootstrap_ci", "paired_difference",
-           "BOOTSTRAP"]
+           "BOOTSTRAP", "certificate_stats", "CERTIFY_METRICS"]
 
 BOOTSTRAP = {"resamples": 1000, "permutations": 10000, "seed": 0, "level": 0.95}
 """Pinned resampling settings (recorded in every result)."""
+CERTIFY_METRICS = ("certified_rate", "votes_to_certify", "certified_accuracy", "mmc_maj_accuracy", "mmc_vote_share")
+"""Reported when ``certify_eps`` > 0 (module docstring)."""
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -56,11 +76,38 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 # ---- per-problem statistics -----------------------------------------------------------------------
 
-def problem_stats(rows: Sequence[dict], k: int) -> dict[tuple[Any, str], dict[str, float]]:
+def certificate_stats(rs: Sequence[dict], eps: float) -> dict[str, float]:
+    """The MMC over one (seed, problem) group's rows in sample order (module docstring).
+
+    ``certified`` and ``mmc_correct`` are 0/1, ``votes_used`` a count; ``certified_votes`` and
+    ``certified_correct`` are those values on a certified problem and 0 otherwise (the numerators of
+    the pooled conditional means).
+
+    >>> rows = [{"sample": i, "cluster": 0, "answer": "4", "correct": True} for i in range(6)]
+    >>> certificate_stats(rows, 0.1)["votes_used"], certificate_stats(rows[:4], 0.1)["certified"]
+    (5.0, 0.0)
+    """
+    rs = sorted(rs, key=lambda r: r["sample"])
+    first: dict[int, dict] = {}
+    for r in rs:
+        if r["cluster"] is not None:
+            first.setdefault(r["cluster"], r)
+    keys = {c: str(r["answer"]) for c, r in first.items()}
+    votes = [None if r["cluster"] is None else keys[r["cluster"]] for r in rs]
+    cert = mmc(votes, eps=eps)
+    by_key = {keys[c]: r for c, r in first.items()}
+    correct = float(cert.leader is not None and bool(by_key[cert.leader]["correct"]))
+    certified = float(cert.certified)
+    return {"certified": certified, "votes_used": float(cert.votes_used), "mmc_correct": correct,
+            "certified_votes": certified * cert.votes_used, "certified_correct": certified * correct}
+
+
+def problem_stats(rows: Sequence[dict], k: int, certify_eps: float = 0.0) -> dict[tuple[Any, str], dict[str, float]]:
     """Statistics of each (seed, problem) group of rows, keyed ``(seed, id)``.
 
     Per group of n completions (sample order): ``avg@k`` and ``maj@k`` over the first k, ``pass@j``
-    for j = 1..n over all n, and the shares of truncated and unparsable completions and mean length.
+    for j = 1..n over all n, and the shares of truncated and unparsable completions and mean length;
+    with ``certify_eps`` > 0 also :func:`certificate_stats` over all n.
     """
     groups: dict[tuple[Any, str], list[dict]] = {}
     for r in rows:
@@ -78,6 +125,8 @@ def problem_stats(rows: Sequence[dict], k: int) -> dict[tuple[Any, str], dict[st
             "unparsable_rate": sum(r["answer"] is None for r in rs) / n,
             "length_mean": sum(r["length"] for r in rs) / n,
         }
+        if certify_eps > 0:
+            stats.update(certificate_stats(rs, certify_eps))
         out[key] = stats
     return out
 
@@ -140,21 +189,32 @@ def paired_difference(base, trained, resamples: int = BOOTSTRAP["resamples"],
 
 
 def benchmark_metrics(rows: Sequence[dict], k: int, n: int, ids: Sequence[str], seeds: Sequence[Any],
-                      greedy_rows: Sequence[dict] = (), **bootstrap) -> tuple[dict, list[dict]]:
+                      greedy_rows: Sequence[dict] = (), certify_eps: float = 0.0,
+                      **bootstrap) -> tuple[dict, list[dict]]:
     """Metrics of one benchmark and its per-problem table.
 
     Each metric: ``mean`` over problems and seeds, ``std_over_seeds`` (sample std of the per-seed
     means; 0 with one seed), ``per_seed`` means and the bootstrap ``ci_low``/``ci_high`` over
     problems. ``greedy_accuracy`` (one greedy completion per problem) is added when ``greedy_rows``
-    are given. The per-problem table keeps avg@k, maj@k and pass@n per seed for paired comparisons.
+    are given, the :data:`CERTIFY_METRICS` when ``certify_eps`` > 0. The per-problem table keeps
+    avg@k, maj@k and pass@n per seed for paired comparisons.
     """
     names = [f"avg@{k}", f"maj@{k}", *(f"pass@{j}" for j in range(1, n + 1)), "truncation_rate",
              "unparsable_rate", "length_mean"]
-    stats = problem_stats(rows, k)
+    stats = problem_stats(rows, k, certify_eps)
     metrics = {}
     for m in names:
         mat = np.array([[stats[(s, i)][m] for s in seeds] for i in ids], dtype=float)  # (P, S)
         metrics[m] = _describe(mat, **bootstrap)
+    if certify_eps > 0:
+        grid = lambda m: np.array([[stats[(s, i)][m] for s in seeds] for i in ids], dtype=float)  # noqa: E731  (P, S)
+        certified = grid("certified")
+        metrics["certified_rate"] = _describe(certified, **bootstrap)
+        if certified.sum() > 0:
+            metrics["votes_to_certify"] = _describe_ratio(grid("certified_votes"), certified, **bootstrap)
+            metrics["certified_accuracy"] = _describe_ratio(grid("certified_correct"), certified, **bootstrap)
+        metrics["mmc_maj_accuracy"] = _describe(grid("mmc_correct"), **bootstrap)
+        metrics["mmc_vote_share"] = _describe(grid("votes_used") / n, **bootstrap)
     table = [{"id": i, **{m: [stats[(s, i)][m] for s in seeds] for m in (f"avg@{k}", f"maj@{k}", f"pass@{n}")}}
              for i in ids]
     if greedy_rows:
@@ -174,3 +234,22 @@ def _describe(mat: np.ndarray, **bootstrap) -> dict[str, Any]:
             "per_seed": [float(x) for x in per_seed]}
 
 
+def _describe_ratio(num: np.ndarray, den: np.ndarray, resamples: int = BOOTSTRAP["resamples"],
+                    level: float = BOOTSTRAP["level"], seed: int = BOOTSTRAP["seed"]) -> dict[str, Any]:
+    """Summary of a pooled conditional mean ``Σ num / Σ den`` of two (P, S) arrays (``den`` 0/1, Σ den > 0).
+
+    ``per_seed``: the ratio per seed (NaN for a seed with ``Σ den = 0``); ``std_over_seeds`` over the
+    finite ones; the CI resamples problems (resamples with ``Σ den = 0`` are dropped).
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_seed = num.sum(axis=0) / den.sum(axis=0)  # (S,)
+    finite = per_seed[np.isfinite(per_seed)]
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, num.shape[0], size=(resamples, num.shape[0]))  # (B, P)
+    n_b, d_b = num.sum(axis=1)[pick].sum(axis=1), den.sum(axis=1)[pick].sum(axis=1)  # (B,)
+    ratios = n_b[d_b > 0] / d_b[d_b > 0]
+    tail = (1.0 - level) / 2 * 100
+    lo, hi = np.percentile(ratios, [tail, 100 - tail])
+    std = float(finite.std(ddof=1)) if finite.size > 1 else 0.0
+    return {"mean": float(num.sum() / den.sum()), "std_over_seeds": std,
+            "ci_low": float(lo), "ci_high": float(hi), "per_seed": [float(x) for x in per_seed]}

@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 from urlvr.errors import UrlvrError
 
 __all__ = ["EQUIVALENCES", "EMPTY_RULES", "FALLBACKS", "boxed", "extract_boxed", "strip_spaces", "cluster_by_key",
-           "majority", "answer_is", "last_number", "extract_with_fallbacks"]
+           "majority", "visit_majority", "answer_is", "last_number", "extract_with_fallbacks"]
 
 EQUIVALENCES = ("canonical", "math")
 """How answers are compared when voting: the task's key, or math-verify classes."""
@@ -93,6 +93,22 @@ def majority(ids: Sequence[int | None], empty: str = "drop") -> tuple[int | None
     first = {c: ids.index(c) for c in counts}
     winner = max(counts, key=lambda c: (counts[c], -first[c]))
     return winner, counts[winner]
+
+
+def visit_majority(clusters: Sequence[int | None], answers: Sequence[str | None],
+                   canonical: Callable[[str], str]) -> tuple[str | None, float, int | None]:
+    """One group's majority answer in a form comparable across steps (cluster ids are per group):
+    ``(key, MR, cluster)`` with ``key`` the voting key (``canonical``) of the majority cluster's first
+    answer, ``MR = count / len(clusters)`` (answer-less completions do not vote but are in the
+    denominator; ties to the first cluster seen); ``(None, 0.0, None)`` without any answer.
+
+    >>> visit_majority([0, 1, 1, None], ["4", " 5", "5", None], lambda a: a.strip())
+    ('5', 0.5, 1)
+    """
+    winner, count = majority(clusters, empty="drop")
+    if winner is None:
+        return None, 0.0, None
+    return canonical(answers[list(clusters).index(winner)]), count / max(1, len(clusters)), winner
 
 
 _ANSWER_IS = re.compile(r"(?i)\banswer\s*(?:is|:)\s*:?\s*\$*\s*([^\n$]*?)\s*\$*\s*(?:\.\s*)?(?:\n|$)")

@@ -35,6 +35,7 @@ import torch
 import yaml
 
 from urlvr.advantages import AdvantageContext, get_advantage_estimator
+from urlvr.answers import visit_majority
 from urlvr.config import TrainConfig
 from urlvr.console import Bar, echo
 from urlvr.distributed import Dist
@@ -54,6 +55,8 @@ from urlvr.tasks import get_task
 from urlvr.tracking import Sink, open_sink
 from urlvr.types import Example, Group, RolloutBatch, SamplingSettings
 from urlvr.watch.detector import CollapseDetector
+from urlvr.watch.flips import FlipTracker
+from urlvr.watch.oracle import SolvedTransitions, majority_correct
 from urlvr.watch.health import group_clusters
 
 __all__ = ["train", "Trainer", "Step", "summarize_run", "with_lora"]
@@ -137,6 +140,8 @@ class Trainer:
         self.unusable: list[Path] = []
         """Checkpoints a resume could not use; moved aside as ``unusable-step_*`` so later saves never touch them."""
         self.detector = CollapseDetector.from_config(cfg)  # the watcher: label-free signals only
+        self.flips = FlipTracker()  # label-free: each problem's majority answer across its visits
+        self.transitions = SolvedTransitions()  # oracle: solved <-> unsolved across visits, monitoring only
         self.history: list[dict] = []
         """Every row logged so far (after a resume: from the run's metrics.jsonl)."""
         self.stop_reason = "not started"
@@ -180,10 +185,21 @@ class Trainer:
         # 5. metrics: label-free health, reward components, then oracle metrics for monitoring only
         metrics: dict[str, Any] = {"step": step + 1, **step_metrics(groups, labeled, scores, clusters), **upd,
                                    **ctx.metrics}
+        metrics.update(self._visit_metrics(ctx, labeled))
         n_tok = int(batch.mask.sum())
         metrics.update({"rollout/tokens": n_tok, "time/step_s": t_step, "time/generate_s": t_gen,
                         "time/tokens_per_s": n_tok / t_step})
         return Step(step + 1, self.dist.mean_metrics(metrics, len(examples)), batch, examples, groups)
+
+    def _visit_metrics(self, ctx: AdvantageContext, labeled) -> dict[str, Any]:
+        """Flips of each problem's majority answer since its last visit (``diag/flip_rate``, ...) and, when
+        every group is labelled, the oracle's solved/unsolved transitions."""
+        visits = [visit_majority(c, a, ctx.canonical) for c, a in zip(ctx.clusters, ctx.answers)]  # (G,)
+        out = self.flips.update(ctx.problem_ids, [k for k, _, _ in visits], [mr for _, mr, _ in visits])
+        if labeled and all(lg.correct is not None for lg in labeled):
+            out.update(self.transitions.update(ctx.problem_ids,
+                                               majority_correct([lg.correct for lg in labeled], ctx.clusters)))
+        return out
 
     def _count_failures(self, scores) -> None:
         """A step without one finite score (the reward raised, or returned None/NaN/inf everywhere, e.g. SRT
@@ -429,7 +445,8 @@ class Trainer:
             torch.save({"optimizer": self.opt.state_dict(), "step": step, "failed_streak": self.failed_streak,
                         "nonfinite_streak": self.nonfinite_streak,
                         "collapse": self.detector.state_dict(), "torch_rng": torch.get_rng_state(),
-                        "modifiers": {m.name: m.state_dict() for m in self.modifiers}},
+                        "modifiers": {m.name: m.state_dict() for m in self.modifiers},
+                        "flips": self.flips.state_dict(), "transitions": self.transitions.state_dict()},
                        tmp / "trainer_state.pt")
         write_text(ckpt_root / "latest", final.name + "\n")
         if best:  # the collapse detector's label-free best step, kept by the cleanup below
@@ -477,6 +494,8 @@ class Trainer:
             self.detector.load_state_dict(state["collapse"])  # its state; its settings stay the config's
             for m in self.modifiers:
                 m.load_state_dict(state.get("modifiers", {}).get(m.name, {}))
+            self.flips.load_state_dict(state.get("flips", {}))
+            self.transitions.load_state_dict(state.get("transitions", {}))
             torch.set_rng_state(state["torch_rng"])
             return int(state["step"])
         if folders:

@@ -111,6 +111,9 @@ def test_compare_refuses_different_settings_and_accepts_with_force(testbed_run, 
     assert main(["compare", str(out), str(out / "results.json")]) == 0  # in-process from here on
     table = capsys.readouterr().out
     assert "avg@2" in table and "greedy_accuracy" in table and "+0.000" in table
+    assert "lost" in table and "gained" in table  # the per-problem transitions table
+    moved = json.loads((tmp_path / "cmp.json").read_text())["transitions"]
+    assert moved and all(r["lost"] == r["gained"] == 0 and r["kept"] + r["never"] == r["problems"] for r in moved)
     other = _variant(out, tmp_path / "sys.json", system_prompt="Think.", seeds=[0])
     assert main(["compare", str(out), str(other)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

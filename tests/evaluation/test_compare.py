@@ -2,7 +2,7 @@
 
 import pytest
 
-from urlvr.evaluation.compare import compare_results, settings_differences
+from urlvr.evaluation.compare import compare_results, settings_differences, transitions
 
 
 def _result(**settings):
@@ -56,3 +56,16 @@ def test_compare_results_pairs_problems():
     assert set(rows) == {"avg@2", "maj@2", "pass@2"}
     assert rows["avg@2"]["base"] == 0.25 and rows["avg@2"]["trained"] == 1.0 and rows["avg@2"]["diff"] == 0.75
     assert rows["maj@2"]["diff"] == 0 and rows["maj@2"]["p_value"] == 1.0
+
+
+def test_transitions_count_problems_that_moved():
+    base, trained = _result(), _result()
+    moves = {"0": ([1.0, 1.0], [1.0, 0.5]), "1": ([1.0, 0.0], [0.0, 0.0]), "2": ([0.0, 0.0], [0.5, 1.0]),
+             "3": ([0.0, 0.4], [0.0, 0.5])}  # kept (1.0 -> 0.75), lost (0.5 -> 0), gained, never (0.2 -> 0.25)
+    for b_row, t_row in zip(base["benchmarks"][0]["per_problem"], trained["benchmarks"][0]["per_problem"]):
+        b_row["maj@2"], t_row["maj@2"] = moves[b_row["id"]]
+    [row] = transitions(base, trained)
+    assert row == {"benchmark": "b", "metric": "maj@2", "problems": 4, "solved_base": 2, "solved_trained": 2,
+                   "kept": 1, "lost": 1, "gained": 1, "never": 1}
+    trained["benchmarks"][0]["per_problem"].pop()  # only paired problems count
+    assert transitions(base, trained)[0]["problems"] == 3

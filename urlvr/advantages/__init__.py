@@ -13,6 +13,7 @@ from urlvr.advantages.modifiers import (
 from urlvr.advantages import filters  # noqa: F401,E402  (registers std_filter)
 from urlvr.advantages import restrain  # noqa: F401,E402  (registers the RESTRAIN modifier)
 from urlvr.advantages import certified  # noqa: F401,E402  (registers certified_only)
+from urlvr.advantages import ttrl_guard  # noqa: F401,E402  (registers the TTRL-Guard modifier)
 
 __all__ = [
     "group_advantages", "grpo_advantages", "drgrpo_advantages", "ADVANTAGE_ESTIMATORS", "ADVANTAGE_SCALES",

@@ -112,7 +112,7 @@ def add_compare(c: argparse.ArgumentParser) -> None:
 
 def run_compare(args) -> int:
     from urlvr.console import echo
-    from urlvr.evaluation.compare import compare_results, settings_differences
+    from urlvr.evaluation.compare import compare_results, settings_differences, transitions
     from urlvr.evaluation.harness import load_results
     from urlvr.io import write_json
 
@@ -131,9 +131,13 @@ def run_compare(args) -> int:
     print(f"base: {base['model']['name']}  trained: {trained['model']['name']}  "
           "(paired over problems; 95% paired-bootstrap CI; two-sided sign-flip permutation p)")
     print(format_comparison(rows))
+    moved = transitions(base, trained)
+    if moved:
+        print("\nper problem, by majority vote (solved: maj@k correct on at least half the seeds)")
+        print(format_transitions(moved))
     if args.out:
         write_json(args.out, {"base": str(args.base), "trained": str(args.trained), "forced_differences": diffs,
-                              "comparisons": rows})
+                              "comparisons": rows, "transitions": moved})
     return 0
 
 
@@ -143,6 +147,14 @@ def format_comparison(rows: list[dict]) -> str:
         ci = f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
         lines.append(f"{r['benchmark']:<16}{r['metric']:<18}{r['base']:>8.3f}{r['trained']:>9.3f}{r['diff']:>+8.3f}   "
                      f"{ci:<18}{r['p_value']:>7.4f}")
+    return "\n".join(lines)
+
+
+def format_transitions(rows: list[dict]) -> str:
+    lines = [f"{'benchmark':<16}{'metric':<10}{'problems':>9}{'kept':>7}{'lost':>7}{'gained':>8}{'never':>7}"]
+    for r in rows:
+        lines.append(f"{r['benchmark']:<16}{r['metric']:<10}{r['problems']:>9}{r['kept']:>7}{r['lost']:>7}"
+                     f"{r['gained']:>8}{r['never']:>7}")
     return "\n".join(lines)
 
 

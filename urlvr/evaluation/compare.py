@@ -4,7 +4,9 @@ Two ``results.json`` files are comparable when they share the sampling settings,
 template and grader (:func:`settings_differences` names each difference; ``urlvr compare`` refuses
 them unless ``--force``). :func:`compare_results` pairs problems by id and reports, per benchmark and
 metric, the mean difference, a paired bootstrap CI over problems and a two-sided sign-flip p-value
-(:func:`urlvr.evaluation.metrics.paired_difference`).
+(:func:`urlvr.evaluation.metrics.paired_difference`). :func:`transitions` counts, per benchmark, the
+problems each side solves by majority vote and how they moved (solved → unsolved, unsolved → solved):
+a mean can hide both a gain and a loss.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from urlvr.errors import UrlvrError
 from urlvr.evaluation.metrics import _per_problem, paired_difference
 
-__all__ = ["COMPARED_SETTINGS", "settings_differences", "compare_results"]
+__all__ = ["COMPARED_SETTINGS", "settings_differences", "compare_results", "transitions"]
 
 COMPARED_SETTINGS = ("k", "n", "seeds", "temperature", "top_p", "max_new_tokens", "system_prompt", "chat",
                      "template_override")
@@ -89,3 +91,33 @@ def _paired_values(values: list, seeds: list, common: list) -> np.ndarray:
         return v.mean(axis=1)  # (P,)
     return v[:, [seeds.index(s) for s in common]]  # (P, S)
 
+
+
+def transitions(base: dict, trained: dict) -> list[dict]:
+    """Per benchmark: how many paired problems moved between solved and unsolved under majority vote.
+
+    A problem is *solved* by one side when its ``maj@k``, averaged over the seeds both results hold (its
+    own seeds when none is shared), is at least 0.5. Returns rows ``{benchmark, metric, problems, solved_base,
+    solved_trained, kept, lost, gained, never}`` (``lost``: solved → unsolved, ``gained``: unsolved → solved).
+    """
+    out = []
+    tb = {b["name"]: b for b in trained["benchmarks"]}
+    common = [s for s in base["settings"]["seeds"] if s in trained["settings"]["seeds"]]
+    for b in base["benchmarks"]:
+        t = tb.get(b["name"])
+        rows_b = {r["id"]: r for r in b["per_problem"]}
+        rows_t = {r["id"]: r for r in t["per_problem"]} if t is not None else {}
+        ids = [i for i in rows_b if i in rows_t]
+        metric = next((m for m in (rows_b[ids[0]] if ids else {}) if m.startswith("maj@")), None)
+        if metric is None or metric not in rows_t[ids[0]]:
+            continue
+        solved = []
+        for rows, seeds in ((rows_b, base["settings"]["seeds"]), (rows_t, trained["settings"]["seeds"])):
+            v = _per_problem(_paired_values([rows[i][metric] for i in ids], seeds, common))  # (P,)
+            solved.append(v >= 0.5)
+        sb, st = solved
+        out.append({"benchmark": b["name"], "metric": metric, "problems": len(ids),
+                    "solved_base": int(sb.sum()), "solved_trained": int(st.sum()), "kept": int((sb & st).sum()),
+                    "lost": int((sb & ~st).sum()), "gained": int((~sb & st).sum()),
+                    "never": int((~sb & ~st).sum())})
+    return out

@@ -148,8 +148,10 @@ def self_harmony(group: Group, sampler: Any = None, settings: Any = None, n: int
                  template: str = REFRAMER_TEMPLATE, strategy: str = "harmonic", match: str = "exact",
                  laplace: bool = False, temperature: float | None = None, max_new_tokens: int | None = None,
                  seed: int = 0) -> RewardOutput:
-    """Self-Harmony: reward 1 when the answer equals the label that agrees across the question and the
-    policy's own reframing of it (harmonic-mean vote over both branches); branch R is not trained."""
+    """Self-Harmony: reward 1 for the answer that agrees across the question and the policy's reframing.
+
+    The label is the harmonic-mean vote over both branches (the group and the reframed prompt's answers);
+    branch R is not trained."""
     if sampler is None:
         raise UrlvrError("self_harmony needs the policy: it is called by the trainer with sampler= and settings=")
     if strategy not in HARMONY_STRATEGIES:

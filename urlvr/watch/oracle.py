@@ -11,7 +11,9 @@
   :mod:`urlvr.collapse`) is the first step at which it falls below 1%;
 - pseudo-label accuracy: share of groups whose highest-reward completion (ties to the first) is correct;
 - point-biserial correlation between a (continuous) reward and gold correctness (None when either is
-  constant).
+  constant);
+- :class:`SolvedTransitions` (stateful): per problem, whether its majority answer was correct at its
+  previous visit and is now (``oracle/solved_to_unsolved``, ``oracle/unsolved_to_solved`` per step).
 
 Nothing in :mod:`urlvr.rewards` imports this module (a test proves it): what trains cannot see what
 watches.
@@ -23,13 +25,14 @@ watches.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
 from urlvr.answers import majority
 
-__all__ = ["oracle_metrics", "point_biserial", "label_accuracy", "reward_accuracy", "pseudo_label_accuracy"]
+__all__ = ["oracle_metrics", "point_biserial", "label_accuracy", "reward_accuracy", "pseudo_label_accuracy",
+           "SolvedTransitions", "majority_correct"]
 
 Correct = Sequence[Sequence[bool]]
 
@@ -47,13 +50,22 @@ def point_biserial(scores: Sequence[float], correct: Sequence[bool]) -> float:
     return float(((x - x.mean()) * (y - y.mean())).mean() / (x.std(unbiased=False) * y.std(unbiased=False)))
 
 
-def label_accuracy(correct: Correct, clusters: Sequence[Sequence[int | None]]) -> float:
-    """Share of groups whose majority answer is gold-correct (no answer at all = wrong)."""
-    ok = 0
+def majority_correct(correct: Correct, clusters: Sequence[Sequence[int | None]]) -> list[bool]:
+    """Per group: is its majority answer gold-correct (no answer at all = wrong)?
+
+    >>> majority_correct([[True, False, False], [True, False, False]], [[0, 1, 1], [0, None, None]])
+    [False, True]
+    """
+    out = []
     for cor, ids in zip(correct, clusters):
         winner, _ = majority(ids, empty="drop")
-        ok += winner is not None and bool(cor[list(ids).index(winner)])
-    return ok / max(1, len(correct))
+        out.append(winner is not None and bool(cor[list(ids).index(winner)]))
+    return out
+
+
+def label_accuracy(correct: Correct, clusters: Sequence[Sequence[int | None]]) -> float:
+    """Share of groups whose majority answer is gold-correct (no answer at all = wrong)."""
+    return sum(majority_correct(correct, clusters)) / max(1, len(correct))
 
 
 def _valid_scores(rewards: torch.Tensor, valid: torch.Tensor, g: int, n: int) -> list[tuple[float, int]]:
@@ -96,3 +108,37 @@ def oracle_metrics(correct: Correct, clusters: Sequence[Sequence[int | None]],
         "oracle/reward_correlation": point_biserial([s for s, _ in pairs], [c for _, c in pairs]),
     }
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+
+
+class SolvedTransitions:
+    """Per problem id: was its majority answer gold-correct at the previous visit (a visit = a step in which
+    the problem is in the batch)? :meth:`update` takes the step's ids and one boolean per group (the
+    trainer's verdict on the majority completion; no answer = unsolved), never a gold answer, and counts
+    this step's transitions among revisited problems. State in checkpoints (:meth:`state_dict`).
+
+    >>> t = SolvedTransitions()
+    >>> t.update(["a", "b"], [True, False])["oracle/solved_to_unsolved"]
+    0
+    >>> t.update(["a", "b", "c"], [False, True, True])
+    {'oracle/solved_to_unsolved': 1, 'oracle/unsolved_to_solved': 1}
+    """
+
+    def __init__(self) -> None:
+        self.solved: dict[str, bool] = {}
+
+    def update(self, problem_ids: Sequence[str], solved: Sequence[bool]) -> dict[str, int]:
+        if len(problem_ids) != len(solved):
+            raise ValueError(f"{len(problem_ids)} problem ids but {len(solved)} verdicts; give one per group")
+        lost = gained = 0
+        for pid, now in zip(problem_ids, solved):
+            before = self.solved.get(pid)
+            lost += before is True and not now
+            gained += before is False and bool(now)
+            self.solved[pid] = bool(now)
+        return {"oracle/solved_to_unsolved": lost, "oracle/unsolved_to_solved": gained}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"solved": dict(self.solved)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.solved = dict(state.get("solved", {}))

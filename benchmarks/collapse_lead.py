@@ -39,7 +39,8 @@ SCENARIOS = {
 }
 
 
-def run(name: str, seed: int, out: Path, val_every: int, val_problems: int) -> dict:
+def run(name: str, seed: int, out: Path, val_every: int, val_problems: int, **extra) -> dict:
+    """One scenario run; ``extra`` settings override the scenario's (e.g. ``kl_every=1``)."""
     from urlvr.config import config_from_dict
     from urlvr.experiments.demo import DEMO_SETTINGS
     from urlvr.io import read_jsonl
@@ -52,7 +53,7 @@ def run(name: str, seed: int, out: Path, val_every: int, val_problems: int) -> d
     path = resolve_model(sc["model"], DEMO_SETTINGS["task"], DEMO_SETTINGS["task_options"])
     settings = dict(DEMO_SETTINGS, model=path, reward="majority_vote", lr=sc["lr"], steps=sc["steps"],
                     val_every=val_every, val_problems=val_problems, save_every=10**6, sample_every=10**6,
-                    collapse_keep_best=True, seed=seed, out_dir=str(run_dir))
+                    collapse_keep_best=True, seed=seed, out_dir=str(run_dir), **extra)
     t0 = time.time()
     train(config_from_dict(settings), progress=False)
     rows = read_jsonl(run_dir / "metrics.jsonl")

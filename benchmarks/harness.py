@@ -31,6 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 __all__ = ["REPO", "add_common_args", "add_workload_args", "setup", "testbed_model", "urlvr_trainer", "trl_trainer",
+           "TRL_PRESETS", "bench_model",
            "interleaved", "summary", "machine", "ratio"]
 
 
@@ -75,30 +76,54 @@ def testbed_model(size: str = "tiny", folder: str | Path | None = None, seed: in
     return str(folder)
 
 
+def bench_model(size: str, folder: str | Path | None = None) -> str:
+    """The folder of a benchmark model: a random-weight testbed size (``tiny``, ``small``, ``base``) or a real
+    model name (``smollm2``: SmolLM2-135M-Instruct, its real weights, converted once)."""
+    from urlvr.testbed.models import MODEL_SIZES
+
+    if size in MODEL_SIZES:
+        return testbed_model(size, folder)
+    from urlvr.loading import resolve_model
+
+    return resolve_model(size, "arithmetic", {})
+
+
 def urlvr_trainer(path: str, out: str | Path, prompts: int, group: int, max_new_tokens: int, reward: str = "gold",
-                  lr: float = 1e-5):
+                  lr: float = 1e-5, **settings):
     """urlvr's :class:`~urlvr.trainer.Trainer` on the benchmark work: arithmetic prompts, τ = 1, no top-p,
-    one update per step, no KL term, no validation, no checkpoints or samples, on the CPU. Drive it with its
-    one loop, ``trainer.steps()`` (each ``next`` is one whole step, its metrics row logged as in a real run)."""
+    one update per step, no KL term, no validation, no checkpoints or samples, on the CPU, prompts as plain
+    text (``chat=off``, as TRL sends a string prompt). ``settings`` override any other config key. Drive it with
+    its one loop, ``trainer.steps()`` (each ``next`` is one whole step, its metrics row logged as in a real run)."""
     from urlvr.config import TrainConfig
     from urlvr.trainer import Trainer
 
     cfg = TrainConfig(
         model=path, task="arithmetic", train_problems=max(512, prompts), val_problems=0, reward=reward,
         prompts_per_step=prompts, n_votes=group, n_train=group, max_new_tokens=max_new_tokens, temperature=1.0,
-        top_p=1.0, lr=lr, steps=10_000, seed=0, device="cpu", out_dir=str(out), save_every=0, sample_every=0)
+        top_p=1.0, lr=lr, steps=10_000, seed=0, device="cpu", out_dir=str(out), save_every=0, sample_every=0,
+        chat="off", **settings)
     return Trainer(cfg, path)
 
 
+TRL_PRESETS = {
+    "default": {},
+    "best": {"gradient_checkpointing": False, "bf16": False},
+}
+"""TRL settings beyond the shared work: ``default`` leaves ``GRPOConfig``'s own defaults (on TRL 1.16:
+gradient checkpointing on, bf16 autocast on, also on the CPU with ``use_cpu``); ``best`` is TRL at its fastest
+for the same work: no gradient checkpointing (nothing to save memory for at these sizes) and the same dtype
+as urlvr's default (float32). Both generate with the KV cache (TRL turns checkpointing off around ``generate``)."""
+
+
 def trl_trainer(path: str, out: str | Path, prompts: int, group: int, max_new_tokens: int, steps: int,
-                lr: float = 1e-5, callbacks=()):
+                lr: float = 1e-5, callbacks=(), preset: str = "best"):
     """TRL's ``GRPOTrainer`` on the same work as :func:`urlvr_trainer`.
 
     Same model folder and arithmetic prompts; urlvr's ``gold`` reward written as a TRL reward function
     (extract the answer, check it); β = 0 (no reference model), one optimiser step per generation
     (``gradient_accumulation_steps = num_iterations = 1``), constant learning rate, token-mean loss
-    (``dapo``), τ = 1 with no top-k / top-p; no logging, progress bar or checkpoints. Run it with
-    ``train()``; the model is ``trainer.model``.
+    (``dapo``), τ = 1 with no top-k / top-p; no logging, progress bar or checkpoints; the rest is
+    :data:`TRL_PRESETS` ``[preset]``. Run it with ``train()``; the model is ``trainer.model``.
     """
     from datasets import Dataset
     from transformers import PrinterCallback
@@ -120,7 +145,7 @@ def trl_trainer(path: str, out: str | Path, prompts: int, group: int, max_new_to
         max_completion_length=max_new_tokens, learning_rate=lr, lr_scheduler_type="constant", max_steps=steps,
         temperature=1.0, top_p=1.0, top_k=0, beta=0.0, loss_type="dapo", gradient_accumulation_steps=1,
         num_iterations=1, disable_dropout=True, logging_steps=steps + 1, disable_tqdm=True, save_strategy="no",
-        report_to="none", use_cpu=True, seed=0, dataloader_num_workers=0)
+        report_to="none", use_cpu=True, seed=0, dataloader_num_workers=0, **TRL_PRESETS[preset])
     trainer = GRPOTrainer(model=model, reward_funcs=[gold], args=args, processing_class=tok,
                           train_dataset=Dataset.from_list(rows), callbacks=list(callbacks))
     trainer.remove_callback(PrinterCallback)  # its end-of-training summary line

@@ -112,6 +112,31 @@ def test_a_scorer_reward_gets_the_policy_statistics_of_given_continuations(tiny_
     assert math.isfinite(metrics["reward/mean"]) and metrics["reward/mean"] < 0  # summed log-probs
 
 
+@pytest.mark.parametrize("kl_coef, kl_every, measured", [
+    (0.0, 3, [1, 4]),        # the reference forward on steps 1, 1 + 3 only
+    (0.0, 0, []),            # never: and a full fine-tune keeps no frozen copy
+    (0.01, 0, [1, 2, 3, 4]),  # a KL term needs it every step
+])
+def test_the_reference_forward_runs_only_when_needed(tiny_model, tmp_path, kl_coef, kl_every, measured):
+    cfg = tiny_config(tiny_model, tmp_path / "run", kl_coef=kl_coef, kl_every=kl_every, val_problems=0, save_every=0)
+    trainer = Trainer(cfg, tiny_model)
+    assert (trainer.ref is None) == (not measured)
+    rows = [trainer.train_step(i).metrics for i in range(4)]
+    assert [r["step"] for r in rows if "policy/kl_initial" in r] == measured
+    assert [r["step"] for r in rows if "loss/kl" in r] == measured
+    assert all(math.isfinite(r["policy/kl_initial"]) and r["policy/kl_initial"] >= 0 for r in rows if r["step"] in measured)
+
+
+def test_kl_every_does_not_change_the_training(tiny_model, tmp_path):
+    params = []
+    for every in (1, 0):
+        trainer = Trainer(tiny_config(tiny_model, tmp_path / f"k{every}", kl_every=every, val_problems=0), tiny_model)
+        for i in range(2):
+            trainer.train_step(i)
+        params.append([p.detach().clone() for p in trainer.model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*params))
+
+
 def test_lora_trains_only_adapters_and_the_reference_is_the_base(tiny_model, tmp_path):
     cfg = tiny_config(tiny_model, tmp_path / "run", reward="random", lora_rank=4, lora_targets="q_proj,v_proj",
                       kl_coef=0.1, val_problems=0)

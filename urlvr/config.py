@@ -297,6 +297,10 @@ class TrainConfig(Config):
     """``token_mean``, ``seq_mean_token_mean`` or ``constant`` (Dr.GRPO, normaliser = max_new_tokens)."""
     kl_coef: float = 0.0
     """Coefficient of the k3 KL penalty to the initial model (0 = none, the URLVR default)."""
+    kl_every: int = 5
+    """With ``kl_coef = 0``: run the initial model's forward (for ``policy/kl_initial``, the collapse detector's
+    drift signal) on every ``kl_every``-th step only (steps 1, 1 + kl_every, ...); 1 = every step, 0 = never
+    (a full fine-tune then keeps no frozen copy). With ``kl_coef > 0`` it runs every step."""
     entropy_coef: float = 0.0
     spine_rho: float = 0.0
     """SPINE: share of forking (highest rollout-entropy) tokens the policy loss and the KL act on; 0 = every
@@ -369,7 +373,7 @@ class TrainConfig(Config):
                  "updates_per_step", "grad_clip", "train_problems", "max_failed_steps", "max_nonfinite_steps", "val_temperature",
                  "collapse_window", "collapse_patience", "collapse_kl_margin", "grader_workers", "grader_timeout")
     _non_negative = ("steps", "val_problems", "weight_decay", "advantage_eps", "eps_low", "eps_high", "kl_coef",
-                     "entropy_coef", "spine_band_coef", "micro_batch_size", "seed", "seed_grpo_alpha", "val_every", "sample_every",
+                     "kl_every", "entropy_coef", "spine_band_coef", "micro_batch_size", "seed", "seed_grpo_alpha", "val_every", "sample_every",
                      "save_every", "logprob_chunk", "lora_rank", "lora_alpha", "reward_timeout")
     _unit = ("collapse_ratio", "collapse_entropy_fraction", "lora_dropout", "spine_rho", "spine_band_low",
              "spine_band_high")
@@ -790,8 +794,8 @@ class Plan(Config):
     external_steps: int = 60
     external_lr: float = 2.5e-4
     # methods (not in the default list: urlvr reproduce --only methods)
-    methods: tuple[str, ...] = ("majority_vote", "evol_rl", "scope", "ttrl_guard", "self_harmony", "covo", "rlpr",
-                                "restrain", "spine", "snr", "certified_only")
+    methods: tuple[str, ...] = ("majority_vote", "evol_rl", "scope", "scope_topk", "ttrl_guard", "self_harmony",
+                                "covo", "rlpr", "restrain", "spine", "snr", "certified_only")
     """Arms of :data:`urlvr.experiments.methods.ARMS` (majority vote, the baseline, is always run)."""
     methods_train: int = 512
     methods_steps: int = 60

@@ -105,9 +105,13 @@ class Trainer:
         if cfg.lora_rank and is_adapter(model_path):
             raise UrlvrError(f"{model_path} is a LoRA adapter checkpoint; new adapters would be saved against its "
                              "base model without these ones. Train it with lora_rank=0, or merge it first")
-        if cfg.lora_rank:  # the reference is the base model with the adapters off: no second copy
-            self.model, self.ref = with_lora(self.model, cfg), None
-        else:
+        self.ref = None
+        """The frozen initial model of a full fine-tune (with LoRA: the adapters-off model, no copy); kept only
+        when something reads the initial policy (the KL term, ``policy/kl_initial``, an ``initial_scorer``)."""
+        wants_initial = self.reward.needs_scorer and "initial_scorer" in inspect.signature(self.reward.fn).parameters
+        if cfg.lora_rank:
+            self.model = with_lora(self.model, cfg)
+        elif cfg.kl_coef > 0 or cfg.kl_every > 0 or wants_initial:
             self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
         if cfg.gradient_checkpointing:  # transformers 5.2x renamed it (5.1x, as on the GPU machine, has the old name)
             if hasattr(self.model, "activation_checkpointing_enable"):
@@ -129,7 +133,7 @@ class Trainer:
             self.reward_options.update(sampler=self.sampler, settings=self.settings)
         if self.reward.needs_scorer:
             self.reward_options.update(scorer=self.sampler, settings=self.settings)
-            if "initial_scorer" in inspect.signature(self.reward.fn).parameters:
+            if wants_initial:
                 self.reward_options["initial_scorer"] = InitialScorer(self)
         self.train_set = self.task.examples(cfg.train_split, cfg.train_problems, seed=cfg.seed)
         self.val_set = (self.task.examples("validation", cfg.val_problems, seed=cfg.seed + 1)
@@ -236,12 +240,14 @@ class Trainer:
         micro = cfg.micro_batch_size or mb
         stats: dict[str, float] = {}
         max_tok = cfg.max_new_tokens
-        with torch.no_grad(), self.amp, self._initial_model() as ref:  # KL penalty and policy/kl_initial
-            ref_lp = torch.cat([
-                completion_logprobs(ref, ids[i : i + micro].to(self.device), att[i : i + micro].to(self.device),
-                                    P, batch.tokens[i : i + micro].to(self.device), cfg.temperature,
-                                    chunk=cfg.logprob_chunk)[0].float().cpu()
-                for i in range(0, B, micro)])  # (B, T)
+        ref_lp = None  # (B, T) the initial model's log-probs: for the KL term, or every kl_every steps for the drift
+        if cfg.kl_coef > 0 or (cfg.kl_every and step % cfg.kl_every == 0):
+            with torch.no_grad(), self.amp, self._initial_model() as ref:
+                ref_lp = torch.cat([
+                    completion_logprobs(ref, ids[i : i + micro].to(self.device), att[i : i + micro].to(self.device),
+                                        P, batch.tokens[i : i + micro].to(self.device), cfg.temperature,
+                                        chunk=cfg.logprob_chunk)[0].float().cpu()
+                    for i in range(0, B, micro)])  # (B, T)
         for u in range(cfg.updates_per_step):
             idx = order[u * mb : (u + 1) * mb]
             # normaliser of the *global* mini-batch; local losses x world undo the engine's gradient mean
@@ -261,8 +267,8 @@ class Trainer:
                     m = dev(mask)
                     loss, info = policy_loss(lp, dev(old_lp), dev(adv), m, cfg.eps_low, cfg.eps_high, cfg.loss_agg,
                                              max_tok, normaliser=norm)
-                    kl = aggregate(kl_k3(lp, dev(ref_lp)), m, cfg.loss_agg, norm, max_tok)
-                    total = loss + cfg.kl_coef * kl
+                    kl = None if ref_lp is None else aggregate(kl_k3(lp, dev(ref_lp)), m, cfg.loss_agg, norm, max_tok)
+                    total = loss + cfg.kl_coef * kl if cfg.kl_coef else loss
                     if cfg.entropy_coef:
                         total = total - cfg.entropy_coef * aggregate(ent, m, cfg.loss_agg, norm, max_tok)
                     if cfg.spine_band_coef:  # SPINE's entropy band on the forking tokens, per response
@@ -271,7 +277,9 @@ class Trainer:
                         acc["loss/band"] = acc.get("loss/band", 0.0) + float(band)
                     self.dist.acc.backward(total)
                 w = len(j) / mb
-                for k, v in {"loss/policy": float(loss), "loss/kl": float(kl), **{f"policy/{k}": v for k, v in info.items()}}.items():
+                logged = {"loss/policy": float(loss), **({"loss/kl": float(kl)} if kl is not None else {}),
+                          **{f"policy/{k}": v for k, v in info.items()}}
+                for k, v in logged.items():
                     acc[k] = acc.get(k, 0.0) + (float(v) if k.startswith("loss/") else float(v) * w)
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             finite = math.isfinite(float(gnorm))  # of the reduced gradients: every process decides alike
@@ -286,9 +294,9 @@ class Trainer:
                 stats[k] = stats.get(k, 0.0) + v / cfg.updates_per_step
         if cfg.spine_rho:
             stats["policy/fork_share"] = float(mask.sum() / (batch.mask & keep[:, None]).sum().clamp(min=1))
-        # KL of the rollout policy to the initial model, from the sampled tokens (k3, >= 0)
-        m = batch.mask
-        stats["policy/kl_initial"] = float((kl_k3(old_lp, ref_lp) * m).sum() / m.sum().clamp(min=1))
+        if ref_lp is not None:  # KL of the rollout policy to the initial model, from the sampled tokens (k3, >= 0)
+            m = batch.mask
+            stats["policy/kl_initial"] = float((kl_k3(old_lp, ref_lp) * m).sum() / m.sum().clamp(min=1))
         return stats
 
     @contextlib.contextmanager
@@ -296,6 +304,8 @@ class Trainer:
         """The initial policy: the frozen copy, or with LoRA the same model with its adapters off."""
         if self.ref is not None:
             yield self.ref
+        elif not self.cfg.lora_rank:
+            raise RuntimeError("the initial model was not kept (kl_coef = 0, kl_every = 0, no initial_scorer)")
         else:
             with self.policy.disable_adapter():
                 yield self.policy

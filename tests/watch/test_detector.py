@@ -89,6 +89,19 @@ def test_missing_signals_log_nothing():
     assert d.state["history"]["ratio"] == []
 
 
+def test_kl_measured_every_few_steps_holds_its_last_value():
+    rows = rise_then_fall()
+    sparse = [{k: v for k, v in r.items() if k != "policy/kl_initial" or (s - 1) % 5 == 0} for s, r in enumerate(rows, 1)]
+    every, held = CollapseDetector(), CollapseDetector()
+    fired = [next(s for s, e in enumerate(feed(d, rs), 1) if e.get("diag/collapse_fired")) for d, rs in
+             ((every, rows), (held, sparse))]
+    assert fired[0] <= fired[1] <= fired[0] + 5  # at most kl_every - 1 steps late
+    assert held.state["history"]["kl"][-2:] == [rows[-5]["policy/kl_initial"]] * 2  # the step-116 value, held
+    never = CollapseDetector()
+    feed(never, [{k: v for k, v in r.items() if k != "policy/kl_initial"} for r in rows[:20]])
+    assert never.state["history"]["kl"] == []
+
+
 def test_state_dict_round_trip_continues_exactly():
     rows = rise_then_fall(noise=0.05)
     full = CollapseDetector(window=8)

@@ -7,7 +7,8 @@ of those settings (:data:`ARMS`). Run it with ``urlvr reproduce --only methods -
 
 Per arm and prior: validation avg@k at the start, at the peak of the seed-mean curve and at the end,
 label accuracy (the oracle share of prompts whose majority answer is correct) and policy entropy over
-the last 20 % of steps. :func:`compare_to_baseline` (pure) says, per prior, whether an arm ends above,
+the last 20 % of steps, and the share of groups with no learning signal (all rewards equal, so all
+advantages 0; mean over the run): an arm with no signal ends where it started by construction. :func:`compare_to_baseline` (pure) says, per prior, whether an arm ends above,
 below or within ``TOL`` of majority vote, and whether the difference exceeds the seeds' spread.
 """
 
@@ -31,6 +32,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "majority_vote": {"reward": "majority_vote"},
     "evol_rl": {"reward": "evol_rl"},
     "scope": {"reward": "scope"},
+    "scope_topk": {"reward": "scope", "reward_options": {"confidence": "topk"}},
     "ttrl_guard": {"reward": "majority_vote", "advantage_modifier": "ttrl_guard"},
     "self_harmony": {"reward": "self_harmony"},
     "covo": {"reward": "covo"},
@@ -87,8 +89,10 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
             extra[(prior, arm)] = {
                 key: [tail_mean(rows, f"{ns}/{key}") for rows in rows_by_seed]
                 for ns, key in (("oracle", "label_accuracy"), ("policy", "entropy"), ("time", "step_s"))}
-    table = [["method", "prior", "start", "peak (step)", "end", "label accuracy", "entropy end", "s/step",
-              "end vs majority vote"]]
+            extra[(prior, arm)]["zero_std_frac"] = [tail_mean(rows, "reward/zero_std_frac", frac=1.0)
+                                                   for rows in rows_by_seed]
+    table = [["method", "prior", "start", "peak (step)", "end", "label accuracy", "entropy end", "no-signal groups",
+              "s/step", "end vs majority vote"]]
     verdicts = {prior: compare_to_baseline({arm: curves[(prior, arm)]["end_seeds"] for arm in arms})
                 for prior in priors}
     for arm in arms:
@@ -97,7 +101,7 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
             steps = [x for x in e["step_s"] if x is not None]
             table.append([arm, prior, describe(c["start_seeds"]), f"{c['peak']:.3f} ({c['peak_step']})",
                           describe(c["end_seeds"]), describe(e["label_accuracy"]), describe(e["entropy"]),
-                          f"{statistics.fmean(steps):.2f}" if steps else "-",
+                          describe(e["zero_std_frac"]), f"{statistics.fmean(steps):.2f}" if steps else "-",
                           "baseline" if arm == BASELINE else verdicts[prior][arm]])
     figure = plot_grid(curves, arms, PRIORS, r.out / "fig_methods.png",
                        f"Validation avg@{p.val_k} by method and prior (mean ± std over {len(seeds)} seeds)",
@@ -109,6 +113,12 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
                    for prior, c in counts.items())
     why += (f" 'above'/'below' needs the seed-mean end accuracy to differ from majority vote's by more than "
             f"TOL = {TOL} and by more than the larger seed std of the two.")
+    silent = sorted({arm for (prior, arm), e in extra.items()
+                     if all(x is not None and x >= 0.99 for x in e["zero_std_frac"])})
+    if silent:
+        why += (f" No learning signal (every group's rewards equal on ≥ 99 % of steps, so every advantage is 0 and "
+                f"the policy does not move): {', '.join(silent)}; such an arm ends where it started by "
+                "construction, which is not a gain.")
     measured = (f"{len(arms) - 1} method{'s' if len(arms) > 2 else ''} and TTRL majority vote on the aligned ({p.aligned}) and misaligned "
                 f"({p.misaligned}) priors, identical settings: {p.methods_train} training problems (arithmetic "
                 f"{p.task_options}), {p.methods_steps} steps of {p.prompts_per_step} prompts x {p.n} completions "

@@ -12,7 +12,8 @@ label-free facts follow, and the detector watches both over a trailing window of
   started: the KL of the initial policy conditioned on its answer ``â`` to the initial policy is
   ``−log π₀(â)`` nats per sequence, estimated by ``−log r₀`` with ``r₀`` the starting majority ratio. The trainer logs
   the per-token KL to the initial model (``policy/kl_initial``); times the mean length it estimates
-  the per-sequence KL. When that exceeds ``kl_margin × max(−log r₀, kl_floor)``, the policy is no
+  the per-sequence KL (measured every ``kl_every`` steps when ``kl_coef = 0``; between measurements the
+  last value holds). When that exceeds ``kl_margin × max(−log r₀, kl_floor)``, the policy is no
   longer sharpening its prior but rewriting its answers: on the testbed this is how an aligned model
   driven with too large a learning rate talks itself into wrong majorities.
 
@@ -120,6 +121,8 @@ class CollapseDetector:
         values = {k: metrics.get(key) for k, key in _SIGNALS.items()}
         if values["ratio"] is None or values["entropy"] is None:
             return {}
+        if values["kl"] is None and s["history"]["kl"]:  # measured every kl_every steps: hold the last value
+            values["kl"] = s["history"]["kl"][-1]
         for k, v in values.items():
             if v is None or not math.isfinite(v):
                 continue

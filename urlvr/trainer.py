@@ -277,8 +277,9 @@ class Trainer:
                         acc["loss/band"] = acc.get("loss/band", 0.0) + float(band)
                     self.dist.acc.backward(total)
                 w = len(j) / mb
-                logged = {"loss/policy": float(loss), **({"loss/kl": float(kl)} if kl is not None else {}),
-                          **{f"policy/{k}": v for k, v in info.items()}}
+                logged = {"loss/policy": float(loss.detach()), **{f"policy/{k}": v for k, v in info.items()}}
+                if kl is not None:
+                    logged["loss/kl"] = float(kl.detach())
                 for k, v in logged.items():
                     acc[k] = acc.get(k, 0.0) + (float(v) if k.startswith("loss/") else float(v) * w)
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)

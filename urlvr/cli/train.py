@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from urlvr.errors import UrlvrError
@@ -34,6 +35,8 @@ def add_nothing(p: argparse.ArgumentParser) -> None:
 def add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", default="runs/demo")
     p.add_argument("--steps", type=int, default=None, help="training steps per run (default: the demo's)")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="processes for the builds and runs, one CPU thread each (default: min(2, CPUs))")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -43,7 +46,10 @@ def run_demo(args) -> int:
 
     if args.steps is not None and args.steps < 1:
         raise UrlvrError(f"--steps must be >= 1, got {args.steps}")
-    text = demo(out_dir=args.out_dir, steps=args.steps, progress=not args.quiet, say=None if args.quiet else echo)
+    if args.jobs < 1:
+        raise UrlvrError(f"--jobs must be >= 1, got {args.jobs}")
+    text = demo(out_dir=args.out_dir, steps=args.steps, progress=not args.quiet, say=None if args.quiet else echo,
+                jobs=args.jobs)
     print(text)
     return 0
 

@@ -9,17 +9,16 @@ and degrades the misaligned one (it sharpens the prior, right or wrong); gold im
 
 from __future__ import annotations
 
-import shutil
+import json
 import time
 from pathlib import Path
 from typing import Callable
 
-from urlvr.config import PriorConfig, TrainConfig
+from urlvr.experiments.runner import Bars, Runner
 from urlvr.io import write_json, write_text
-from urlvr.testbed.priors import build_prior, format_card
-from urlvr.trainer import train
+from urlvr.testbed.priors import format_card
 
-__all__ = ["run_demo", "DEMO_SETTINGS"]
+__all__ = ["run_demo", "DEMO_SETTINGS", "DEMO_MODELS"]
 
 DEMO_SETTINGS = dict(
     task="arithmetic", task_options={"digits": 2, "ops": "+"}, train_problems=512, val_problems=200,
@@ -28,41 +27,58 @@ DEMO_SETTINGS = dict(
 )
 """Settings shared by all four runs (only the model and the reward differ)."""
 
+DEMO_MODELS = {"aligned": "testbed:aligned", "misaligned": "testbed:misaligned"}
+"""The two base models (testbed names, built for the demo's task and cached)."""
+
+REWARDS = ("majority_vote", "gold")
+
 
 def run_demo(out_dir: str = "runs/demo", steps: int | None = None, progress: bool = True,
-             say: Callable[[str], None] | None = None) -> str:
+             say: Callable[[str], None] | None = None, jobs: int = 2, models: dict[str, str] | None = None,
+             settings: dict | None = None) -> str:
     """Build (or reuse) the two base models, train the four runs, write ``summary.md``; returns its text.
 
-    ``say(line)`` receives the progress lines (the command prints them); ``progress`` draws step bars.
+    ``say(line)`` receives the progress lines (the command prints them); ``progress`` draws bars. The
+    builds, then the runs, go ``jobs`` at a time in worker processes of one CPU thread each (the testbed's
+    models are too small for a second thread to pay). ``models`` (prior -> model name) and ``settings``
+    override :data:`DEMO_MODELS` and :data:`DEMO_SETTINGS` (the tests run it on tiny models). The runs
+    are retrained every time (their folders replaced); the base models are cached.
     """
     say = say or (lambda line: None)
     out = Path(out_dir)
+    models = dict(models or DEMO_MODELS)
+    base = {**DEMO_SETTINGS, **(settings or {})}
+    if steps is not None:
+        base["steps"] = steps
     t0 = time.time()
-    models = {}
-    for prior in ("aligned", "misaligned"):
-        spec = PriorConfig(prior=prior, task=DEMO_SETTINGS["task"], task_options=DEMO_SETTINGS["task_options"])
-        say(f"[demo] base model with the {prior} prior ...")
-        path, card, reused = build_prior(spec)
-        models[prior] = (str(path), card)
-        say(format_card(card, f"{prior} prior ({'cached' if reused else 'built'}): {path}"))
-    rows = []
-    for prior, (path, card) in models.items():
-        for reward in ("majority_vote", "gold"):
-            run_dir = out / f"{prior}_{reward}"
-            settings = dict(DEMO_SETTINGS, model=path, reward=reward, out_dir=str(run_dir))
-            if steps is not None:
-                settings["steps"] = steps
-            cfg = TrainConfig.from_dict(settings)
-            say(f"[demo] {prior} prior + {reward} ...")
-            shutil.rmtree(run_dir, ignore_errors=True)  # the demo's own folders: rerunning replaces them
-            summary = train(cfg, progress=progress)
-            rows.append((prior, reward, summary))
-    table = _table(rows, DEMO_SETTINGS["val_k"])
+    bars = Bars(2, progress)
+    runner = Runner(out, None, bars, fresh=True, jobs=jobs)
+    try:
+        say(f"[demo] base models with the {' and '.join(models)} priors (built once, then cached) ...")
+        bars.experiment("base models", len(models))
+        paths = dict(zip(models, runner.models(list(models.values()), base["task"], base["task_options"])))
+        bars.experiment_done()
+        for prior, name in models.items():
+            card = runner.card(name, base["task"], base["task_options"])
+            if card is not None:
+                say(format_card(card, f"{prior} prior: {paths[prior]}"))
+        grid = [(f"{prior}_{reward}", dict(base, model=paths[prior], reward=reward))
+                for prior in models for reward in REWARDS]
+        say(f"[demo] {len(grid)} runs ({', '.join(n for n, _ in grid)}), {base['steps']} steps each ...")
+        bars.experiment("runs", len(grid))
+        runner.train_runs(".", grid, keep_checkpoints=True)
+        bars.experiment_done()
+    finally:
+        runner.close()
+        bars.close()
+    rows = [(prior, reward, json.loads((out / f"{prior}_{reward}" / "summary.json").read_text()))
+            for prior in models for reward in REWARDS]
+    table = _table(rows, base["val_k"])
     verdict = _verdict(rows)
     text = (f"# urlvr demo: label-free RL sharpens the prior\n\n{table}\n\n{verdict}\n\n"
-            f"Validation: avg@{DEMO_SETTINGS['val_k']} on {DEMO_SETTINGS['val_problems']} held-out problems. "
+            f"Validation: avg@{base['val_k']} on {base['val_problems']} held-out problems. "
             f"Label accuracy: share of training prompts whose majority answer is right (last 20% of steps).\n"
-            f"Settings: {DEMO_SETTINGS}\nTotal time: {time.time() - t0:.0f} s\n")
+            f"Settings: {base}\nTotal time: {time.time() - t0:.0f} s\n")
     write_text(out / "summary.md", text)
     write_json(out / "summary.json", {"runs": [{"prior": p, "reward": r, **s} for p, r, s in rows]})
     return text

@@ -20,8 +20,9 @@ __all__ = ["run"]
 def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
     p = r.plan
     r.bars.experiment("4 external vs intrinsic", len(p.external_models) * len(p.external_rewards) * len(seeds))
-    paths = {model.removeprefix("testbed:").split(":")[0].split("?")[0]: r.model(model, "linear", p.external_task_options)
-             for model in p.external_models}
+    built = r.models(list(p.external_models), "linear", p.external_task_options)
+    paths = {model.removeprefix("testbed:").split(":")[0].split("?")[0]: path
+             for model, path in zip(p.external_models, built)}
     runs = r.train_runs("external", [
         (f"{prior}_{reward}_s{seed}", r.settings(task="linear", task_options=p.external_task_options, model=path,
                                                  reward=reward, train_problems=p.external_train,

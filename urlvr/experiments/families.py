@@ -25,7 +25,7 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
     p = r.plan
     priors = {"aligned": p.aligned, "misaligned": p.misaligned}
     r.bars.experiment("1 families", len(priors) * len(p.families) * len(seeds))
-    paths = {prior: r.model(model, "arithmetic", p.task_options) for prior, model in priors.items()}
+    paths = dict(zip(priors, r.models(list(priors.values()), "arithmetic", p.task_options)))
     runs = r.train_runs("families", [
         (f"{prior}_{reward}_s{seed}", r.settings(model=paths[prior], reward=reward, train_problems=p.families_train,
                                                  steps=p.families_steps, lr=p.families_lr, seed=seed))

@@ -25,8 +25,8 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
     r.bars.experiment("3 MCS vs GT Gain", len(p.mcs_models) * len(mseeds) * 2 + (len(p.mcs_models) if p.passk else 0))
     opts = dict(p.task_options)
     jobs: list[Job] = []
-    for model in p.mcs_models:
-        payload = {"model": r.model(model, "arithmetic", opts), "task": "arithmetic", "task_options": opts}
+    for model, path in zip(p.mcs_models, r.models(list(p.mcs_models), "arithmetic", opts)):
+        payload = {"model": path, "task": "arithmetic", "task_options": opts}
         slug = model.removeprefix("testbed:").replace("?", "_").replace("&", "_").replace(":", "_")
         for seed in mseeds:
             m = MCSConfig(max_steps=p.mcs_max_steps, until="labelled", train_problems=p.mcs_train,

@@ -75,7 +75,7 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
         arms.insert(0, BASELINE)
     priors = {"aligned": p.aligned, "misaligned": p.misaligned}
     r.bars.experiment("methods", len(priors) * len(arms) * len(seeds))
-    paths = {prior: r.model(model, "arithmetic", p.task_options) for prior, model in priors.items()}
+    paths = dict(zip(priors, r.models(list(priors.values()), "arithmetic", p.task_options)))
     runs = r.train_runs("methods", [
         (f"{prior}_{arm}_s{seed}", r.settings(model=paths[prior], train_problems=p.methods_train,
                                               steps=p.methods_steps, lr=p.methods_lr, seed=seed, **ARMS[arm]))

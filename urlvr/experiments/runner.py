@@ -55,12 +55,14 @@ class Job:
     """One unit of work: a training run, or an MCS / GT Gain / pass@k measurement of :mod:`urlvr.watch.collapse`."""
 
     kind: str
-    """``train``, ``mcs``, ``gt`` or ``passk``."""
+    """``train``, ``mcs``, ``gt``, ``passk`` or ``build`` (a testbed prior: payload = its PriorConfig fields)."""
     folder: Path
     label: str
     payload: dict
     """train: the TrainConfig settings; others: ``model`` (folder), ``task``, ``task_options``, ``settings``."""
     steps: int = 1
+    keep_checkpoints: bool = False
+    """train: keep the run's checkpoints (the reproduction keeps only the curves)."""
 
     def key(self) -> dict:
         """What makes two jobs the same (JSON-normalised)."""
@@ -78,10 +80,18 @@ def run_job(job: Job, on_step: Callable[[dict], None] | None = None):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        if job.kind == "build":  # cached by its settings, like every testbed model
+            from urlvr.config import PriorConfig
+            from urlvr.testbed.priors import build_prior
+
+            path, card, _ = build_prior(PriorConfig.from_dict(job.payload),
+                                        progress=None if on_step is None else lambda step, total, loss: on_step({}))
+            return {"path": str(path), "card": card}
         shutil.rmtree(job.folder, ignore_errors=True)
         if job.kind == "train":
             train(TrainConfig.from_dict({**job.payload, "out_dir": str(job.folder)}), progress=False, on_step=on_step)
-            shutil.rmtree(job.folder / "checkpoints", ignore_errors=True)  # the curves are what we keep
+            if not job.keep_checkpoints:
+                shutil.rmtree(job.folder / "checkpoints", ignore_errors=True)  # the curves are what we keep
             return read_jsonl(job.folder / "metrics.jsonl")
         p = job.payload
         args = (p["model"], p["task"], p["task_options"])
@@ -97,52 +107,64 @@ def run_job(job: Job, on_step: Callable[[dict], None] | None = None):
         torch.set_num_threads(threads)
 
 
-def _job_in_worker(job: Job):
+def _job_in_worker(job: Job, ticks=None):
+    """:func:`run_job` in a worker process; one item on the ``ticks`` queue per step (the parent's bar)."""
     import warnings
 
     warnings.filterwarnings("ignore")
     from transformers.utils import logging as tlog
 
     tlog.set_verbosity_error()
-    return run_job(job)
+    return run_job(job, None if ticks is None else lambda metrics: ticks.put(1))
 
 
 class Runner:
     """Builds models (cached), runs jobs (reusing finished ones), in ``jobs`` processes."""
 
-    def __init__(self, out: Path, plan: Plan, bars: Bars, fresh: bool, jobs: int = 1):
+    def __init__(self, out: Path, plan: Plan | None, bars: Bars, fresh: bool, jobs: int = 1):
         self.out, self.plan, self.bars, self.fresh, self.jobs = out, plan, bars, fresh, jobs
         self.pool = None
         """Worker processes, started on first use and kept for every experiment (starting one costs seconds)."""
+        self.manager = self.ticks = None
+        """A queue the workers put one item on per step (progress bars on; created with the pool)."""
         self.paths: dict[tuple, str] = {}
+        self.cards: dict[tuple, dict] = {}
         self.seconds: dict[str, float] = {}
         self.ran = 0
         """Jobs run (not reused) so far."""
 
     def model(self, name: str, task: str, task_options: dict) -> str:
         """The folder of ``name`` (``testbed:PRIOR...`` built once and cached, with a bar while building)."""
+        return self.models([name], task, task_options)[0]
+
+    def models(self, names: list[str], task: str, task_options: dict) -> list[str]:
+        """The folders of ``names``; testbed priors not cached yet are built, in the worker processes when
+        there are several (each build is one CPU thread's work). Their prior cards are in :attr:`cards`."""
         from urlvr.testbed.priors import build_prior, cache_dir, parse_model
 
-        key = (name, task, json.dumps(task_options, sort_keys=True))
-        if key not in self.paths:
+        todo: list[tuple[tuple, Job]] = []
+        for name in names:
+            key = (name, task, json.dumps(task_options, sort_keys=True))
+            if key in self.paths:
+                continue
             spec = parse_model(name, task, task_options)
             if spec is None:
                 self.paths[key] = name
             elif (cache_dir() / spec.key() / "prior_card.json").is_file():
-                self.paths[key] = str(build_prior(spec)[0])  # cached: instant
-            else:
-                import torch
-
-                on = self.bars.run(f"build {name.removeprefix('testbed:')}", spec.weak_steps if spec.prior == "weak"
-                                   else spec.steps)
-                threads = torch.get_num_threads()
-                torch.set_num_threads(1)  # as in run_job: faster for these small models
-                try:
-                    path, _, _ = build_prior(spec, progress=lambda step, total, loss: on({}))
-                finally:
-                    torch.set_num_threads(threads)
+                path, self.cards[key], _ = build_prior(spec)  # cached: instant
                 self.paths[key] = str(path)
-        return self.paths[key]
+            else:
+                steps = spec.weak_steps if spec.prior == "weak" else spec.steps
+                todo.append((key, Job("build", cache_dir() / spec.key(), f"build {name.removeprefix('testbed:')}",
+                                      spec.to_dict(), steps)))
+        if todo:
+            for (key, _), built in zip(todo, self.execute([job for _, job in todo], reuse=False)):
+                self.paths[key], self.cards[key] = built["path"], built["card"]
+        return [self.paths[(n, task, json.dumps(task_options, sort_keys=True))] for n in names]
+
+    def card(self, name: str, task: str, task_options: dict) -> dict | None:
+        """The prior card of a testbed model built or found by :meth:`models` (None for other models)."""
+        return self.cards.get((name, task, json.dumps(task_options, sort_keys=True)))
 
     def settings(self, task: str = "arithmetic", task_options: dict | None = None, **kw) -> dict:
         """TrainConfig settings of a run of the plan (rollout sizes, validation, no checkpoints kept)."""
@@ -163,18 +185,21 @@ class Runner:
             return None
         if job.kind == "train":
             cfg = TrainConfig.from_dict({**job.payload, "out_dir": str(job.folder)}).to_dict()
-            if (job.folder / "summary.json").is_file() and (job.folder / "config.yaml").is_file() \
-                    and yaml.safe_load((job.folder / "config.yaml").read_text()) == cfg:
-                return read_jsonl(job.folder / "metrics.jsonl")
-            return None
+            if not ((job.folder / "summary.json").is_file() and (job.folder / "config.yaml").is_file()):
+                return None
+            try:  # a run recorded before a config key was added has that key's default
+                old = TrainConfig.from_dict(yaml.safe_load((job.folder / "config.yaml").read_text())).to_dict()
+            except Exception:  # noqa: BLE001  (a key since removed or renamed: not the same run)
+                return None
+            return read_jsonl(job.folder / "metrics.jsonl") if old == cfg else None
         path = job.folder / "result.json"
         if path.is_file() and read_json(path).get("key") == job.key():
             return read_json(path)["result"]
         return None
 
-    def execute(self, jobs: list[Job]) -> list:
+    def execute(self, jobs: list[Job], reuse: bool = True) -> list:
         """Results of ``jobs`` in order: reused when finished, else run (in a process pool if ``jobs`` > 1)."""
-        results = [self.done(job) for job in jobs]
+        results = [self.done(job) if reuse else None for job in jobs]
         for r in results:
             if r is not None:
                 self.bars.run_done()
@@ -186,24 +211,43 @@ class Runner:
                 self.bars.run_done()
             return results
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        import queue
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         if self.pool is None:  # spawn: a clean interpreter, no forked torch thread pools
-            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"))
-        futures = {self.pool.submit(_job_in_worker, jobs[i]): i for i in todo}
-        self.bars.run(f"{len(todo)} runs in {self.jobs} processes", len(todo))
-        for future in as_completed(futures):
-            results[futures[future]] = future.result()
-            self.ran += 1
-            self.bars.steps.update()
-            self.bars.run_done()
+            ctx = multiprocessing.get_context("spawn")
+            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx)
+            if self.bars.enabled:  # steps done, from every worker
+                self.manager = ctx.Manager()
+                self.ticks = self.manager.Queue()
+        futures = {self.pool.submit(_job_in_worker, jobs[i], self.ticks): i for i in todo}
+        what = "builds" if all(jobs[i].kind == "build" for i in todo) else "runs"
+        tick = self.bars.run(f"{len(todo)} {what} in {min(self.jobs, len(todo))} processes",
+                             sum(jobs[i].steps for i in todo))
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            while self.ticks is not None:
+                try:
+                    self.ticks.get_nowait()
+                except queue.Empty:
+                    break
+                tick({})
+            for future in done:
+                results[futures[future]] = future.result()
+                self.ran += 1
+                self.bars.run_done()
         return results
 
-    def train_runs(self, folder: str, grid: list[tuple[str, dict]]) -> dict[str, list[dict]]:
+    def train_runs(self, folder: str, grid: list[tuple[str, dict]], keep_checkpoints: bool = False
+                   ) -> dict[str, list[dict]]:
         """Run (or reuse) ``(name, settings)`` training runs under ``out/folder/name``; metric rows by name."""
-        jobs = [Job("train", self.out / folder / name, name.replace("_", " "), s, s["steps"]) for name, s in grid]
+        jobs = [Job("train", self.out / folder / name, name.replace("_", " "), s, s["steps"], keep_checkpoints)
+                for name, s in grid]
         return dict(zip((name for name, _ in grid), self.execute(jobs)))
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
+        if self.manager is not None:
+            self.manager.shutdown()

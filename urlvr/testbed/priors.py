@@ -61,9 +61,10 @@ def _targets(task, examples, spec: PriorConfig, rng: random.Random) -> list[str]
 def _batch(tokenizer, prompts: list[str], targets: list[str]):
     """Right-padded (input_ids, labels) with the loss on the completion and its EOS only."""
     rows, labels = [], []
-    for p, t in zip(prompts, targets):
-        pi = tokenizer(p, add_special_tokens=True)["input_ids"]
-        ti = tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    p_ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]  # one batched call each: the Rust tokenizer
+    t_ids = tokenizer(targets, add_special_tokens=False)["input_ids"]
+    for pi, ti in zip(p_ids, t_ids):
+        ti = ti + [tokenizer.eos_token_id]
         rows.append(pi + ti)
         labels.append([-100] * len(pi) + ti)
     L = max(map(len, rows))

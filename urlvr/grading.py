@@ -385,6 +385,7 @@ class _Worker:
         self.started = time.monotonic()
         self.inflight: collections.deque[int] = collections.deque()
         self.deadline: float | None = None
+        self.blame: Any = None  # the vote group (_Budget) whose comparison got the worker this one replaces killed
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -429,9 +430,12 @@ class _Pool:
     def _start_worker(self) -> _Worker:
         return _Worker(self.timeout if self.soft_timeout else None)
 
-    def _replace(self, w: _Worker) -> None:
+    def _replace(self, w: _Worker, blame: "_Budget | None" = None) -> None:
+        """Kill ``w`` and start another; its start-up counts for ``blame`` (the group it was killed over)."""
         w.kill()
-        self._workers[self._workers.index(w)] = self._start_worker()
+        fresh = self._start_worker()
+        fresh.blame = blame
+        self._workers[self._workers.index(w)] = fresh
         self.stats["restarts"] += 1
 
     def _wait_ready(self) -> None:
@@ -458,10 +462,11 @@ class _Pool:
         verdict per item. Caller holds the lock.
 
         ``budgets[i]``: the vote group (:class:`_Budget`) item ``i`` belongs to, or None (no limit). A group
-        is charged the time during which a worker is grading one of its items (or, while no worker is ready,
-        it has items waiting), counted once the workers are up; not the time its items wait behind other
-        groups' items. Once a group's seconds are spent, its items not yet graded get ``"over_budget"`` at
-        once and a worker busy with one of them is killed and replaced; the other groups' items go on.
+        is charged, once the workers are up, the time during which a worker grades one of its items, and
+        the time it has items waiting while a worker killed over one of its items restarts; not the time
+        its items wait behind other groups' items. (For a round of one group this is the round's wall
+        time.) Once a group's seconds are spent, its items not yet graded get ``"over_budget"`` at once and
+        a worker busy with one of them is killed and replaced; the other groups' items go on.
         ``on_result(i, verdict)`` is called as each verdict arrives; an item for which ``skip(i)`` is true
         when its turn comes is not sent (``"skipped"``). ``stats``: ``rounds`` +1 when anything is sent,
         ``sent`` (batches written to workers) and ``received`` (verdicts read back).
@@ -516,9 +521,10 @@ class _Pool:
                     self.stats["sent"] += 1
                     w.inflight.extend(batch)
                     w.deadline = now + hard
+            # charged: the groups a worker is grading, and a group waiting for a worker killed over its comparison
             charging = {budgets[w.inflight[0]] for w in self._workers if w.inflight and results[w.inflight[0]] is None}
-            if not any(w.ready for w in self._workers):  # waiting for replaced workers counts for the waiting
-                charging |= {budgets[i] for i in pending}
+            restarting = {w.blame for w in self._workers if not w.ready}
+            charging |= {budgets[i] for i in pending if budgets[i] in restarting}
             charging.discard(None)
             deadlines = [w.deadline for w in self._workers if w.inflight] + [t for t in [wake] if t is not None]
             deadlines += [now + max(0.0, b.left) for b in charging]
@@ -535,7 +541,7 @@ class _Pool:
                         if not w.ready:
                             raise RuntimeError(f"grader worker exited while starting (code {w.proc.wait()}); "
                                                "see its error output above") from None
-                        self._fail(w, results, pending, "error", on_result)
+                        self._fail(w, budgets, results, pending, "error", on_result)
                         continue
                     if msg == "ready":
                         w.ready = True
@@ -561,11 +567,11 @@ class _Pool:
                     i = w.inflight.popleft()
                     if results[i] is None:
                         results[i] = "skipped"
-                    self._requeue(w, results, pending)
+                    self._requeue(w, results, pending, budgets[i])
             now = time.monotonic()
             for w in list(self._workers):
                 if w.inflight and w.deadline is not None and now > w.deadline:
-                    self._fail(w, results, pending, "timeout", on_result)
+                    self._fail(w, budgets, results, pending, "timeout", on_result)
             for w in starting:
                 if not w.ready and w in self._workers and now - w.started > self.STARTUP_LIMIT:
                     raise RuntimeError(f"grader worker did not start within {self.STARTUP_LIMIT:.0f} s")
@@ -581,18 +587,19 @@ class _Pool:
                     results[i] = "over_budget"  # queued behind another group's item: dropped when reached
             if w.inflight and budgets[w.inflight[0]] is budget:
                 w.inflight.popleft()
-                self._requeue(w, results, pending)
+                self._requeue(w, results, pending, budget)
 
-    def _requeue(self, w: _Worker, results: list, pending: collections.deque) -> None:
-        """Replace ``w``; its items not yet decided go back to the front of the queue."""
+    def _requeue(self, w: _Worker, results: list, pending: collections.deque, blame: "_Budget | None") -> None:
+        """Replace ``w`` (killed over a comparison of ``blame``); its items not yet decided go back to the queue."""
         pending.extendleft(reversed([i for i in w.inflight if results[i] is None]))
         w.inflight.clear()
-        self._replace(w)
+        self._replace(w, blame)
 
-    def _fail(self, w: _Worker, results: list, pending: collections.deque, verdict: str, on_result) -> None:
-        """The item ``w`` is working on gets ``verdict``; its other items go back to the queue."""
+    def _fail(self, w: _Worker, budgets: list, results: list, pending: collections.deque, verdict: str,
+              on_result) -> None:
+        """The item ``w`` is working on gets ``verdict``; ``w`` is replaced, its other items go back to the queue."""
         i = w.inflight.popleft() if w.inflight else None
-        self._requeue(w, results, pending)
+        self._requeue(w, results, pending, None if i is None else budgets[i])
         if i is not None and results[i] is None:
             results[i] = verdict
             on_result(i, verdict)

@@ -41,14 +41,27 @@ that turns bad or suspected is dropped from the comparisons still queued, and a 
 is replaced. Finally one vote group (:meth:`Clusterer.__call__`) spends at most ``group_budget``
 seconds (default ``2 * timeout``) in math-verify once the workers are up.
 
+**A step is graded in a few rounds** (issue 15). A *round* is one batch of comparisons spread over
+the workers at once and waited for (the verdicts stream back one message each, so timeouts, blame and
+skips act per comparison). :meth:`Grader.equivalent_many` sends all gold checks of a step in one
+round; :meth:`Clusterer.cluster_many` clusters every vote group of a step in lockstep: in each round
+every group compares its next class head with its forms still unassigned, so a step takes as many
+rounds as its largest group opens classes with comparisons left (at most ``N - 1`` for groups of N),
+not one round per class of every group, with exactly the comparisons, verdicts and classes of
+clustering the groups one by one. ``stats`` counts ``rounds``, batches ``sent`` and verdicts
+``received``.
+
 Worst case, stated: one vote group takes at most ``group_budget`` seconds after worker start-up
 (plus replacing workers still busy at the cut-off; comparisons cut off count as not equivalent for
-that call only). Within it a heavy or unparsable form costs its parse (about 0.1 s), a form whose
-parse times out costs ``timeout`` once per worker (in parallel), a light but slow group head about
-``timeout`` (one round of timeouts on the workers). Gold checks (:meth:`Grader.equivalent_many`)
-have no group budget: each comparison takes at most ``timeout`` (+0.5 s before a hard kill); bad
-forms are skipped after their first parse, a light but slow gold after two timeouts against
-healthy predictions.
+that call only). Groups clustered together keep a budget each, charged while a worker grades one of
+the group's comparisons or restarts after being killed over one, not while they queue behind other
+groups' comparisons; a call on G groups therefore takes at most ``G * group_budget`` seconds (the
+bound of clustering them one by one) plus restarts of killed workers. Within a group a heavy or
+unparsable form costs its parse (about 0.1 s), a form whose parse times out costs ``timeout`` once per
+worker (in parallel), a light but slow group head about ``timeout`` (one round of timeouts on the
+workers). Gold checks (:meth:`Grader.equivalent_many`) have no group budget: each comparison takes at
+most ``timeout`` (+0.5 s before a hard kill); bad forms are skipped after their first parse, a light
+but slow gold after two timeouts against healthy predictions.
 
 >>> canonical_answer("\\left( 3, \\dfrac{\\pi}{2} \\right).")
 '(3,\\frac{\\pi}{2})'
@@ -464,8 +477,8 @@ class _Pool:
         ``budgets[i]``: the vote group (:class:`_Budget`) item ``i`` belongs to, or None (no limit). A group
         is charged, once the workers are up, the time during which a worker grades one of its items, and
         the time it has items waiting while a worker killed over one of its items restarts; not the time
-        its items wait behind other groups' items. (For a round of one group this is the round's wall
-        time.) Once a group's seconds are spent, its items not yet graded get ``"over_budget"`` at once and
+        its items wait behind other groups' items (for a round of one group: about the round's wall
+        time, as before rounds were shared). Once a group's seconds are spent, its items not yet graded get ``"over_budget"`` at once and
         a worker busy with one of them is killed and replaced; the other groups' items go on.
         ``on_result(i, verdict)`` is called as each verdict arrives; an item for which ``skip(i)`` is true
         when its turn comes is not sent (``"skipped"``). ``stats``: ``rounds`` +1 when anything is sent,

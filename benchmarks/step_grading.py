@@ -15,14 +15,17 @@ answer (15 %). Both arms grade it the way a training step with ``equivalence=mat
   per group (the metrics' ``group_clusters``, all cache hits);
 - ``after``: this tree: the same gold checks, then :func:`urlvr.types.cluster_groups` over the step's
   groups (what ``build_groups`` does: :meth:`Clusterer.cluster_many`, every group's class heads in
-  lockstep rounds), after which the reward and the metrics read the remembered clusters.
+  lockstep rounds), after which the reward and the metrics read the remembered clusters; a worker takes
+  the queued comparisons whose answers it has parsed first (``_Pool._take``);
+- ``after-fifo``: the same, but comparisons leave the queue in order (as before), to tell the two apart.
 
 Every repetition grades a fresh step (new problems, cold caches) in both arms, the arms' order swapped
-each time (``A B, B A, ...``), after ``--warmup`` untimed steps. Reported per step: wall and CPU time (this
+each time (``A B C, C B A, ...``), after ``--warmup`` untimed steps. Reported per step: wall and CPU time (this
 process and the workers) as median [min–max], and per phase the worker round-trips (one ``_Pool.run``:
 a batch spread over the workers and waited for), batch messages sent, verdict messages received,
-``wait`` calls and math-verify comparisons, counted the same way in both arms (a counting ``Connection``
-and ``wait`` installed in each module). Both arms must give the same gold verdicts and clusters.
+``wait`` calls, math-verify comparisons and answer parses in the workers (answers a worker had not been
+sent before), counted the same way in every arm (a counting ``Connection`` and ``wait`` installed in each
+module). Both arms must give the same gold verdicts and clusters.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import psutil
 from harness import REPO, add_common_args, machine, ratio, summary
 
 PHASES = ("gold", "clusters")
-COUNTS = ("rounds", "sent", "received", "waits", "comparisons")
+COUNTS = ("rounds", "sent", "received", "waits", "comparisons", "parses")
 
 
 def load(path: str, name: str):
@@ -58,6 +61,11 @@ def load(path: str, name: str):
     class Counting(Connection):  # the parent's ends of the worker pipes (start-up "ready" included: 0 in a step)
         def send(self, obj):
             counts["sent"] += 1
+            if isinstance(obj, list):  # a batch: the worker parses each answer it has not seen (one cache per worker)
+                seen = self.__dict__.setdefault("forms", set())
+                new = {f for item in obj for f in item[1:]} - seen
+                counts["parses"] += len(new)
+                seen |= new
             super().send(obj)
 
         def recv(self):
@@ -70,7 +78,7 @@ def load(path: str, name: str):
         counts["waits"] += 1
         return real_wait(*a, **kw)
 
-    def counting_run(self, items, *a, **kw):
+    def counting_run(self, items, *a, **kw):  # one round
         counts["rounds"] += 1
         counts["comparisons"] += len(items)
         return real_run(self, items, *a, **kw)
@@ -154,6 +162,12 @@ def main() -> None:
 
     old = load(args.before or before_file(), "grading_before")
     new = load(str(REPO / "urlvr" / "grading.py"), "grading_after")
+    fifo = load(str(REPO / "urlvr" / "grading.py"), "grading_after_fifo")
+
+    def in_order(self, w, items, pending, chunk, rank):  # the queue's order, no parse affinity
+        return [pending.popleft() for _ in range(min(chunk, len(pending)))]
+
+    fifo._Pool._take = in_order
     task = get_task("jsonl", path=str(REPO.parent / "shared" / "data" / "math500.jsonl"), grader="math")
     steps = make_steps(args.warmup + args.reps, args.prompts, args.group)
     one = torch.tensor([1])
@@ -180,7 +194,7 @@ def main() -> None:
         ids = [g.cluster_ids() for g in groups]  # the metrics
         yield "clusters", ids
 
-    arms = {"before": (old, grade_before), "after": (new, grade_after)}
+    arms = {"before": (old, grade_before), "after": (new, grade_after), "after-fifo": (fifo, grade_after)}
     times = {a: {"wall": [], "cpu": [], **{p: [] for p in PHASES}} for a in arms}
     counts = {a: {p: collections.Counter() for p in PHASES} for a in arms}
     results: dict[str, list] = {a: [] for a in arms}
@@ -189,7 +203,7 @@ def main() -> None:
         for g in graders.values():
             g.cluster(["\\frac{1}{3}", "1/3", "x^2"])  # start the workers (not timed)
         for k, step in enumerate(steps):
-            order = list(arms) if k % 2 == 0 else list(arms)[::-1]
+            order = list(arms) if k % 2 == 0 else list(arms)[::-1]  # A B C, C B A, ...
             for name in order:
                 mod, fn = arms[name]
                 timed = k >= args.warmup
@@ -213,26 +227,29 @@ def main() -> None:
             g.close()
 
     n = args.reps
-    same = sum(a == b for a, b in zip(results["before"], results["after"]))
+    same = sum(a == b == c for a, b, c in zip(results["before"], results["after"], results["after-fifo"]))
     forms = statistics.mean(len({new.canonical_answer(a) for a in group if a is not None})
                             for step in steps[args.warmup:] for _, group in step)
     print(f"machine: {machine()}")
     print(f"step: {args.prompts} MATH-500 prompts x {args.group} completions ({forms:.1f} distinct answer forms per "
-          f"group), {n} fresh steps per arm, arms alternating (A B, B A, ...) after {args.warmup} untimed; "
+          f"group), {n} fresh steps per arm, arms alternating (A B C, C B A, ...) after {args.warmup} untimed; "
           f"{args.workers} grader workers per arm, timeout {args.timeout:g} s")
     print("ms per step, median [min-max]; counts per step, mean over the steps (gold checks / clusters)")
-    print(f"{'arm':7} {'wall':>22} {'CPU':>22} {'gold':>20} {'clusters':>20}   "
+    print(f"{'arm':10} {'wall':>22} {'CPU':>22} {'gold':>20} {'clusters':>20}   "
           + "  ".join(f"{c:>11}" for c in COUNTS))
     for name in arms:
         t = times[name]
         cells = "  ".join(f"{counts[name]['gold'][c] / n:>4.0f} / {counts[name]['clusters'][c] / n:<4.0f}"
                           for c in COUNTS)
-        print(f"{name:7} {summary(t['wall'], 1e3):>22} {summary(t['cpu'], 1e3):>22} {summary(t['gold'], 1e3):>20} "
+        print(f"{name:10} {summary(t['wall'], 1e3):>22} {summary(t['cpu'], 1e3):>22} {summary(t['gold'], 1e3):>20} "
               f"{summary(t['clusters'], 1e3):>20}   {cells}")
-    r, lo, hi = ratio(times["before"]["wall"], times["after"]["wall"])
-    rc, lc, hc = ratio(times["before"]["clusters"], times["after"]["clusters"])
-    print(f"before/after, paired per step: whole step {r:.2f}x [{lo:.2f}-{hi:.2f}], clusters {rc:.2f}x "
-          f"[{lc:.2f}-{hc:.2f}]; same gold verdicts and clusters in {same}/{n} steps")
+    for name in ("after", "after-fifo"):
+        r, lo, hi = ratio(times["before"]["wall"], times[name]["wall"])
+        rc, lc, hc = ratio(times["before"]["clusters"], times[name]["clusters"])
+        rg, lg, hg = ratio(times["before"]["gold"], times[name]["gold"])
+        print(f"before/{name}, paired per step: whole step {r:.2f}x [{lo:.2f}-{hi:.2f}], gold {rg:.2f}x "
+              f"[{lg:.2f}-{hg:.2f}], clusters {rc:.2f}x [{lc:.2f}-{hc:.2f}]")
+    print(f"same gold verdicts and clusters in every arm: {same}/{n} steps")
 
 
 if __name__ == "__main__":

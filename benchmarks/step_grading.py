@@ -15,12 +15,10 @@ answer (15 %). Both arms grade it the way a training step with ``equivalence=mat
   per group (the metrics' ``group_clusters``, all cache hits);
 - ``after``: this tree: the same gold checks, then :func:`urlvr.types.cluster_groups` over the step's
   groups (what ``build_groups`` does: :meth:`Clusterer.cluster_many`, every group's class heads in
-  lockstep rounds), after which the reward and the metrics read the remembered clusters; a worker takes
-  the queued comparisons whose answers it has parsed first (``_Pool._take``);
-- ``after-fifo``: the same, but comparisons leave the queue in order (as before), to tell the two apart.
+  lockstep rounds), after which the reward and the metrics read the remembered clusters.
 
 Every repetition grades a fresh step (new problems, cold caches) in both arms, the arms' order swapped
-each time (``A B C, C B A, ...``), after ``--warmup`` untimed steps. Reported per step: wall and CPU time (this
+each time (``A B, B A, ...``), after ``--warmup`` untimed steps. Reported per step: wall and CPU time (this
 process and the workers) as median [min–max], and per phase the worker round-trips (one ``_Pool.run``:
 a batch spread over the workers and waited for), batch messages sent, verdict messages received,
 ``wait`` calls, math-verify comparisons and answer parses in the workers (answers a worker had not been
@@ -162,12 +160,6 @@ def main() -> None:
 
     old = load(args.before or before_file(), "grading_before")
     new = load(str(REPO / "urlvr" / "grading.py"), "grading_after")
-    fifo = load(str(REPO / "urlvr" / "grading.py"), "grading_after_fifo")
-
-    def in_order(self, w, items, pending, chunk, rank):  # the queue's order, no parse affinity
-        return [pending.popleft() for _ in range(min(chunk, len(pending)))]
-
-    fifo._Pool._take = in_order
     task = get_task("jsonl", path=str(REPO.parent / "shared" / "data" / "math500.jsonl"), grader="math")
     steps = make_steps(args.warmup + args.reps, args.prompts, args.group)
     one = torch.tensor([1])
@@ -194,7 +186,7 @@ def main() -> None:
         ids = [g.cluster_ids() for g in groups]  # the metrics
         yield "clusters", ids
 
-    arms = {"before": (old, grade_before), "after": (new, grade_after), "after-fifo": (fifo, grade_after)}
+    arms = {"before": (old, grade_before), "after": (new, grade_after)}
     times = {a: {"wall": [], "cpu": [], **{p: [] for p in PHASES}} for a in arms}
     counts = {a: {p: collections.Counter() for p in PHASES} for a in arms}
     results: dict[str, list] = {a: [] for a in arms}
@@ -203,7 +195,7 @@ def main() -> None:
         for g in graders.values():
             g.cluster(["\\frac{1}{3}", "1/3", "x^2"])  # start the workers (not timed)
         for k, step in enumerate(steps):
-            order = list(arms) if k % 2 == 0 else list(arms)[::-1]  # A B C, C B A, ...
+            order = list(arms) if k % 2 == 0 else list(arms)[::-1]  # A B, B A, ...
             for name in order:
                 mod, fn = arms[name]
                 timed = k >= args.warmup
@@ -227,12 +219,12 @@ def main() -> None:
             g.close()
 
     n = args.reps
-    same = sum(a == b == c for a, b, c in zip(results["before"], results["after"], results["after-fifo"]))
+    same = sum(a == b for a, b in zip(results["before"], results["after"]))
     forms = statistics.mean(len({new.canonical_answer(a) for a in group if a is not None})
                             for step in steps[args.warmup:] for _, group in step)
     print(f"machine: {machine()}")
     print(f"step: {args.prompts} MATH-500 prompts x {args.group} completions ({forms:.1f} distinct answer forms per "
-          f"group), {n} fresh steps per arm, arms alternating (A B C, C B A, ...) after {args.warmup} untimed; "
+          f"group), {n} fresh steps per arm, arms alternating (A B, B A, ...) after {args.warmup} untimed; "
           f"{args.workers} grader workers per arm, timeout {args.timeout:g} s")
     print("ms per step, median [min-max]; counts per step, mean over the steps (gold checks / clusters)")
     print(f"{'arm':10} {'wall':>22} {'CPU':>22} {'gold':>20} {'clusters':>20}   "
@@ -243,13 +235,12 @@ def main() -> None:
                           for c in COUNTS)
         print(f"{name:10} {summary(t['wall'], 1e3):>22} {summary(t['cpu'], 1e3):>22} {summary(t['gold'], 1e3):>20} "
               f"{summary(t['clusters'], 1e3):>20}   {cells}")
-    for name in ("after", "after-fifo"):
-        r, lo, hi = ratio(times["before"]["wall"], times[name]["wall"])
-        rc, lc, hc = ratio(times["before"]["clusters"], times[name]["clusters"])
-        rg, lg, hg = ratio(times["before"]["gold"], times[name]["gold"])
-        print(f"before/{name}, paired per step: whole step {r:.2f}x [{lo:.2f}-{hi:.2f}], gold {rg:.2f}x "
-              f"[{lg:.2f}-{hg:.2f}], clusters {rc:.2f}x [{lc:.2f}-{hc:.2f}]")
-    print(f"same gold verdicts and clusters in every arm: {same}/{n} steps")
+    r, lo, hi = ratio(times["before"]["wall"], times["after"]["wall"])
+    rc, lc, hc = ratio(times["before"]["clusters"], times["after"]["clusters"])
+    rg, lg, hg = ratio(times["before"]["gold"], times["after"]["gold"])
+    print(f"before/after, paired per step: whole step {r:.2f}x [{lo:.2f}-{hi:.2f}], gold {rg:.2f}x "
+          f"[{lg:.2f}-{hg:.2f}], clusters {rc:.2f}x [{lc:.2f}-{hc:.2f}]; same gold verdicts and clusters in "
+          f"{same}/{n} steps")
 
 
 if __name__ == "__main__":

@@ -399,7 +399,6 @@ class _Worker:
         self.inflight: collections.deque[int] = collections.deque()
         self.deadline: float | None = None
         self.blame: Any = None  # the vote group (_Budget) whose comparison got the worker this one replaces killed
-        self.parsed: set[str] = set()  # the answers it has been sent (and so parsed): see _Pool._take
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -471,8 +470,7 @@ class _Pool:
                     raise RuntimeError(f"grader worker did not start within {self.STARTUP_LIMIT:.0f} s")
 
     def run(self, items: list[tuple[str, str, str]], budgets: "list[_Budget | None] | None" = None,
-            on_result: Callable[[int, Any], None] | None = None, skip: Callable[[int], bool] | None = None,
-            rank: list[int] | None = None) -> list:
+            on_result: Callable[[int, Any], None] | None = None, skip: Callable[[int], bool] | None = None) -> list:
         """Grade ``items`` on the workers in one **round**: all of them spread over the workers at once, one
         verdict per item. Caller holds the lock.
 
@@ -485,10 +483,8 @@ class _Pool:
         other groups' items go on.
 
         ``on_result(i, verdict)`` is called as each verdict arrives; an item for which ``skip(i)`` is true
-        when its turn comes is not sent (``"skipped"``). Items go out in order of ``rank`` (lowest first),
-        within a rank preferably to a worker that parsed their answers already (:meth:`_take`).
-        ``stats``: ``rounds`` +1 when anything is sent, ``sent`` (batches written to workers) and
-        ``received`` (verdicts read back).
+        when its turn comes is not sent (``"skipped"``). ``stats``: ``rounds`` +1 when anything is sent,
+        ``sent`` (batches written to workers) and ``received`` (verdicts read back).
         """
         budgets = list(budgets) if budgets is not None else [None] * len(items)
         # a group already out of time: its items are decided at once (no waiting for replaced workers either)
@@ -496,8 +492,7 @@ class _Pool:
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
             self._wait_ready()
-            self._run(items, budgets, results, todo, on_result or (lambda i, v: None), skip or (lambda i: False),
-                      rank)
+            self._run(items, budgets, results, todo, on_result or (lambda i, v: None), skip or (lambda i: False))
         for r in results:
             if r == "timeout" or (isinstance(r, tuple) and r[2] == "parse_timeout"):
                 self.stats["timeouts"] += 1
@@ -508,7 +503,7 @@ class _Pool:
         return results
 
     def _run(self, items: list[tuple[str, str, str]], budgets: list, results: list, todo: list[int], on_result,
-             skip, rank: list[int] | None) -> None:
+             skip) -> None:
         self.stats["calls"] += len(todo)
         self.stats["rounds"] += 1
         pending = collections.deque(todo)
@@ -531,7 +526,7 @@ class _Pool:
                 break
             for w in self._workers:
                 if w.ready and not w.inflight and pending:
-                    batch = self._take(w, items, pending, chunk, rank)
+                    batch = [pending.popleft() for _ in range(min(chunk, len(pending)))]
                     try:
                         w.send_conn.send([items[i] for i in batch])
                     except (OSError, ValueError):  # worker died while idle: retry on a fresh one
@@ -595,39 +590,6 @@ class _Pool:
             for w in starting:
                 if not w.ready and w in self._workers and now - w.started > self.STARTUP_LIMIT:
                     raise RuntimeError(f"grader worker did not start within {self.STARTUP_LIMIT:.0f} s")
-
-    PARSED_LIMIT = 20_000
-    """A worker forgets its parses past this many forms (``_worker_main``); its mirror here does too."""
-    WINDOW = 256
-    """Pending items :meth:`_take` looks at for one batch."""
-
-    def _take(self, w: _Worker, items: list, pending: collections.deque, chunk: int, rank: list | None) -> list[int]:
-        """Up to ``chunk`` pending items for ``w``, answers it has parsed first.
-
-        A form is parsed once per worker (its parse costs about as much as a comparison), so an item goes
-        where its forms are parsed already (``w.parsed``, a mirror of the worker's parse cache) when the
-        queue allows: among the first pending items of the best ``rank`` (healthy partners first; the
-        queue stays in rank order), those with the most forms ``w`` has parsed and the fewest parsed only
-        by another worker, earliest first. Verdicts do not depend on the order.
-        """
-        window: list[int] = []
-        best = None if rank is None else rank[pending[0]]
-        while pending and len(window) < self.WINDOW and (rank is None or rank[pending[0]] == best):
-            window.append(pending.popleft())
-        if len(w.parsed) > self.PARSED_LIMIT:
-            w.parsed.clear()
-        others = [v.parsed for v in self._workers if v is not w]
-
-        def score(f: str) -> int:  # parsed here: +1; parsed only by another worker: -1 (leave it to that one)
-            return 1 if f in w.parsed else -1 if any(f in parsed for parsed in others) else 0
-
-        scores = [sum(score(f) for f in items[i][1:]) for i in window]
-        chosen = set(sorted(range(len(window)), key=lambda j: -scores[j])[:chunk])  # stable: earliest first
-        pending.extendleft(reversed([i for j, i in enumerate(window) if j not in chosen]))
-        batch = [i for j, i in enumerate(window) if j in chosen]
-        for i in batch:
-            w.parsed.update(items[i][1:])
-        return batch
 
     def _cut(self, budget: "_Budget", budgets: list, results: list, pending: collections.deque) -> None:
         """``budget`` is spent: its items not yet graded are ``"over_budget"``; a worker busy with one is replaced."""
@@ -775,8 +737,7 @@ class _Verdicts:
         if wanted:
             # comparisons with answers known to be healthy first: a slow form is then blamed (and its
             # remaining comparisons skipped) after its first round of timeouts
-            rank = {k: -sum(self._healthy(f) for f in k[1:]) for k in wanted}
-            keys = sorted(wanted, key=rank.__getitem__)
+            keys = sorted(wanted, key=lambda k: -sum(self._healthy(f) for f in k[1:]))
             groups = [owner[k] for k in keys]
             canon = {f: canonical_answer(f) for k in keys for f in k[1:]}
 
@@ -801,7 +762,7 @@ class _Verdicts:
                            for f in keys[j][1:])
 
             with self.pool.lock:
-                raw = self.pool.run(keys, groups, on_result, skip, [rank[k] for k in keys])
+                raw = self.pool.run(keys, groups, on_result, skip)
             for key, verdict in zip(keys, raw):
                 ok = verdict is True
                 for i in wanted[key]:

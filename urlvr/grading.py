@@ -398,7 +398,7 @@ class _Worker:
         self.started = time.monotonic()
         self.inflight: collections.deque[int] = collections.deque()
         self.deadline: float | None = None
-        self.blame: Any = None  # the vote group (_Budget) whose comparison got the worker this one replaces killed
+        self.blame: Any = None  # the vote group (_Budget) over whose comparison the worker this one replaces was killed
 
     def kill(self) -> None:
         if self.proc.poll() is None:

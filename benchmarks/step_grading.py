@@ -21,8 +21,9 @@ Every repetition grades a fresh step (new problems, cold caches) in both arms, t
 each time (``A B, B A, ...``), after ``--warmup`` untimed steps. Reported per step: wall and CPU time (this
 process and the workers) as median [min–max], and per phase the worker round-trips (one ``_Pool.run``:
 a batch spread over the workers and waited for), batch messages sent, verdict messages received,
-``wait`` calls, math-verify comparisons and answer parses in the workers (answers a worker had not been
-sent before), counted the same way in every arm (a counting ``Connection`` and ``wait`` installed in each
+``wait`` calls, math-verify comparisons, answer parses in the workers (answers a worker had not been
+sent before; ``answers``: those no worker had been sent, so ``parses / answers`` is how often an answer
+is parsed), counted the same way in every arm (a counting ``Connection`` and ``wait`` installed in each
 module). Both arms must give the same gold verdicts and clusters.
 """
 
@@ -45,7 +46,7 @@ import psutil
 from harness import REPO, add_common_args, machine, ratio, summary
 
 PHASES = ("gold", "clusters")
-COUNTS = ("rounds", "sent", "received", "waits", "comparisons", "parses")
+COUNTS = ("rounds", "sent", "received", "waits", "comparisons", "parses", "answers")
 
 
 def load(path: str, name: str):
@@ -55,15 +56,18 @@ def load(path: str, name: str):
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
     counts: collections.Counter = collections.Counter()
+    sent_before: set = set()  # every answer sent to a worker of this module so far
 
     class Counting(Connection):  # the parent's ends of the worker pipes (start-up "ready" included: 0 in a step)
         def send(self, obj):
             counts["sent"] += 1
             if isinstance(obj, list):  # a batch: the worker parses each answer it has not seen (one cache per worker)
                 seen = self.__dict__.setdefault("forms", set())
-                new = {f for item in obj for f in item[1:]} - seen
-                counts["parses"] += len(new)
-                seen |= new
+                forms = {f for item in obj for f in item[1:]}
+                counts["parses"] += len(forms - seen)
+                seen |= forms
+                counts["answers"] += len(forms - sent_before)  # answers no worker had been sent
+                sent_before.update(forms)
             super().send(obj)
 
         def recv(self):

@@ -47,9 +47,10 @@ skips act per comparison). :meth:`Grader.equivalent_many` sends all gold checks 
 round; :meth:`Clusterer.cluster_many` clusters every vote group of a step in lockstep: in each round
 every group compares its next class head with its forms still unassigned, so a step takes as many
 rounds as its largest group opens classes with comparisons left (at most ``N - 1`` for groups of N),
-not one round per class of every group, with exactly the comparisons, verdicts and classes of
-clustering the groups one by one. ``stats`` counts ``rounds``, batches ``sent`` and verdicts
-``received``.
+not one round per class of every group. The comparisons, verdicts and classes are those of clustering
+the groups one by one (a comparison two groups need is made once either way); only where a form turns
+out bad or slow during a round does timing decide which of its comparisons are made or blamed, as it
+does one group at a time. ``stats`` counts ``rounds``, batches ``sent`` and verdicts ``received``.
 
 Worst case, stated: one vote group takes at most ``group_budget`` seconds after worker start-up
 (plus replacing workers still busy at the cut-off; comparisons cut off count as not equivalent for
@@ -855,10 +856,10 @@ class Clusterer:
         groups go to the workers together (one :class:`_Pool` round, spread over the workers). A step's
         clustering thus takes as many rounds as its largest group has classes to open, not one round per
         class of every group. Each group keeps its own ``group_budget``, charged only while a worker
-        grades one of *its* comparisons (not while they queue behind other groups'), and its own
-        suspected forms; so each group spends at most ``group_budget`` seconds in math-verify, and the
-        call at most ``len(groups) × group_budget`` (plus replacing workers at cut-offs), never more
-        than calling :meth:`__call__` per group.
+        grades one of *its* comparisons or restarts after being killed over one (not while they queue
+        behind other groups'), and its own suspected forms; so each group spends at most
+        ``group_budget`` seconds in math-verify, and the call at most ``len(groups) × group_budget``
+        plus restarts of killed workers: the bound of calling :meth:`__call__` per group.
 
         >>> shared_grader().clusterer().cluster_many([["7", "7.0", None], ["8", "9", "8"]])
         [[0, 0, None], [0, 1, 0]]

@@ -4,7 +4,9 @@ r"""Pathological answers through the grader: seconds per vote group / gold batch
 
 Each case runs on a fresh :class:`urlvr.grading.Grader` (cold caches, workers started before timing)
 and prints its wall time, the verdicts or the exception it raised in this (the parent) process, and
-the same call twice more on the warm grader (what the per-form negative cache saves). ``--grading`` loads
+the same call twice more on the warm grader (what the per-form negative cache saves). A *step* case
+clusters many vote groups in one :meth:`Grader.cluster_many` call (one group at a time on a grader
+without it). ``--grading`` loads
 another copy of ``grading.py`` (e.g. the one before issue 17, from ``git show``) to measure it the
 same way. Not a test: it prints figures and asserts nothing.
 """
@@ -20,8 +22,18 @@ HUGE = "2^{2^{2^{2^{30}}}}"  # sympy would spend minutes evaluating it
 DIGITS = "7" * 5000  # over Python's 4,300-digit int-string limit
 NORMAL = ["\\frac{1}{2}", "0.5", "3", "\\sqrt{2}", "x+1", "(1,2)", "\\pi", "12"]
 
+
+
+def healthy_group(k: int) -> list[str | None]:
+    """8 answers of an ordinary vote group: one value in three forms, four other answers, one missing."""
+    return [str(k), f"\\frac{{{2 * k}}}{{2}}", f"\\sqrt{{{k * k}}}", f"{k}+x", f"x+{k}", f"({k},{k + 1})",
+            f"\\frac{{1}}{{{k}}}", None]
+
+
 CASES = [  # (name, kind, payload)
     ("8 distinct answers, 1 pathological (target <= 6 s)", "cluster", [HUGE, *NORMAL[1:]]),
+    ("a step: that group and 15 ordinary groups of 8, clustered together", "step",
+     [[HUGE, *NORMAL[1:]]] + [healthy_group(k) for k in range(2, 17)]),
     ("4 answers, 1 pathological (issue 15: 15 s)", "cluster", ["3", HUGE, "\\frac{1}{2}", "0.5"]),
     ("4 pathological answers in a group of 8", "cluster",
      [HUGE, "10^{10^{10}}", "9^{9^{9}}", "(10^{100})!", *NORMAL[:4]]),
@@ -54,7 +66,12 @@ def load(path: str | None):
 def run(grader, kind, payload):
     t = time.monotonic()
     try:
-        out = grader.cluster(payload) if kind == "cluster" else grader.equivalent_many(payload)
+        if kind == "step":  # a step's groups: in lockstep rounds where the grader can, else one by one
+            many = getattr(grader, "cluster_many", None)
+            out = many(payload) if many else [grader.cluster(g) for g in payload]
+            out = f"{out[0]} and {len(out) - 1} more groups"
+        else:
+            out = grader.cluster(payload) if kind == "cluster" else grader.equivalent_many(payload)
     except Exception as e:  # what the old grader did with long integers
         out = f"raised {type(e).__name__}: {str(e)[:70]}"
     return time.monotonic() - t, out

@@ -1,6 +1,7 @@
 """grading: math-verify equivalence in worker processes, clustering, timeouts, the string normaliser."""
 
 import json
+import re
 import pickle
 import time
 from pathlib import Path
@@ -248,3 +249,116 @@ def test_a_slow_vote_group_head_is_suspected_then_bad_after_two_groups():
         g.cluster([STUCK, "(u+v+w)^{100}", "(d+e+f)^{100}", "8"])  # new partners (pairs are cached)
         assert g._sym.bad_form(STUCK) == "verify_timeout" and g._sym.bad_form("7") is None
         assert g._gold.bad_form(STUCK) is None  # the gold relation keeps its own forms
+
+
+# ---- a step's grading in few rounds (issue 15): gold checks in one round, every group's clusters in lockstep ----
+
+# (answers of one vote group, expected cluster ids): rewrites math-verify merges, first-occurrence numbering, a
+# tie, answer-less, a singleton, an empty group, a pathological form (equal only to itself), many classes
+GROUPS = [
+    (["\\frac{1}{2}", "0.5", "1/2", "3", None, "\\dfrac{1}{2}", "3.0", "x"], [0, 0, 0, 1, None, 0, 1, 2]),
+    (["2", "\\frac12", "0.5", "2.0"], [0, 1, 1, 0]),
+    (["\\sqrt{2}", "1.414", "\\sqrt{2}", "1.414"], [0, 1, 0, 1]),
+    ([None, None, None], [None, None, None]),
+    (["42"], [0]),
+    ([], []),
+    ([SLOW, "0.5", "\\frac{1}{2}", "3", " " + SLOW], [0, 1, 1, 2, 0]),
+    (["(3,\\pi/2)", "\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\pi)", "x=5", "5"], [0, 0, 1, 2, 2]),
+    (["3\\sqrt{2}", "\\sqrt{18}", "p-q", "q-p", "p - q"], [0, 0, 1, 2, 1]),
+    (["7", "8", "9", "10", "\\frac{14}{2}", "\\frac{16}{2}", "\\frac{18}{2}", "x"], [0, 1, 2, 3, 0, 1, 2, 4]),
+]
+
+
+def _started(workers=2, timeout=5.0, **kw) -> Grader:
+    g = Grader(workers=workers, timeout=timeout, **kw)
+    g.equivalent("\\frac{1}{2}", "0.5")  # start the workers
+    return g
+
+
+def test_cluster_many_gives_the_per_group_clusters_verdicts_and_bad_forms():
+    with _started() as one, _started() as many:
+        rounds_one, rounds_many = one.stats["rounds"], many.stats["rounds"]
+        per_group = [one.cluster(answers) for answers, _ in GROUPS]
+        batched = many.cluster_many([answers for answers, _ in GROUPS])
+        assert batched == per_group == [want for _, want in GROUPS]
+        # the same comparisons with the same verdicts (a pair with the heavy form is cached False by whichever
+        # worker parsed it first, the others are skipped: which ones depends on timing)
+        def verdicts(g):
+            return {k: v for k, v in g._sym._cache.items() if SLOW.strip() not in {f.strip() for f in k[1:]}}
+        assert verdicts(many) == verdicts(one) and len(verdicts(one)) >= 25
+        assert many._sym._bad == one._sym._bad == {SLOW: "heavy"}
+        assert many._gold._cache == one._gold._cache  # the clusterer never touches the gold relation
+        # per group: one round per class head with a comparison; batched: one per round of heads (the last
+        # group opens 5 classes with comparisons, 4 of them needing math-verify)
+        assert one.stats["rounds"] - rounds_one >= 12
+        assert many.stats["rounds"] - rounds_many <= 5
+        assert many.stats["sent"] < many.stats["calls"]  # batches of several comparisons per message
+
+
+def test_a_group_cut_off_by_its_budget_leaves_the_other_groups_of_the_round_alone():
+    """One worker: the healthy group's comparisons wait behind the slow group's timeouts (longer than a
+    budget) but are charged only while graded, so they are not cut off."""
+    slow = ["7", STUCK, "(a+b+c)^{100}", "(p+q+r)^{100}", "(u+v+w)^{100}", "\\frac{14}{2}"]
+    healthy = ["\\frac{1}{2}", "0.5", "x", "1/2"]
+    with _started(workers=1, timeout=1.0, group_budget=1.5) as g:
+        ids_slow, ids_healthy = g.cluster_many([slow, healthy])
+        assert ids_healthy == [0, 0, 1, 0] and len(ids_slow) == 6 and ids_slow[0] == 0
+        assert g.stats["over_budget"] >= 1 and g.stats["timeouts"] >= 1  # the slow group was cut off
+
+
+def _integer_step(n_groups=16):
+    """A MATH-500 step, 8 completions per problem with an integer gold: the gold, equivalent rewrites
+    (``\\frac{2n}{2}``, ``n.0``, ``\\sqrt{n^2}``), wrong answers (``n+1``, another problem's gold, ``nx``) and
+    one completion without an answer."""
+    from urlvr.tasks import get_task
+
+    task = get_task("jsonl", path=str(DATA / "math500.jsonl"), grader="math")
+    examples = [e for e in task.examples("test", len(task)) if re.fullmatch(r"[1-9]\d{0,3}", e.answer)]
+    examples = examples[:n_groups]
+    answers = []
+    for j, e in enumerate(examples):
+        n, other = int(e.answer), next(x.answer for x in examples[j + 1:] + examples[:j]
+                                      if abs(int(x.answer) - int(e.answer)) > 1)
+        answers.append([e.answer, f"\\frac{{{2 * n}}}{{2}}", f"{n}.0", str(n + 1), other, None,
+                        f"\\sqrt{{{n * n}}}", f"{n}x"])
+    return task, examples, answers
+
+
+@needs_data
+def test_a_math500_step_is_graded_in_a_bounded_number_of_rounds():
+    import torch
+
+    from urlvr.rewards.ensemble import majority_vote
+    from urlvr.scoring import build_groups
+    from urlvr.types import Completion
+    from urlvr.watch.health import group_clusters
+
+    task, examples, answers = _integer_step()
+    comps = [[Completion(f"\\boxed{{{a}}}" if a else "no answer", a, torch.tensor([1])) for a in group]
+             for group in answers]
+    want_ids = [0, 0, 0, 1, 2, None, 0, 3]
+    want_correct = (True, True, True, False, False, False, True, False)
+    with _started() as grader, _started() as per_group:
+        before = dict(grader.stats)
+        rules = task.rules("math", grader.clusterer())
+        groups, labeled = build_groups(task, rules, examples, [e.problem.question for e in examples], comps, grader)
+        step = {k: grader.stats[k] - before[k] for k in ("rounds", "calls", "sent", "received")}
+        assert [lg.correct for lg in labeled] == [want_correct] * len(examples)
+        assert [g.cluster_ids() for g in groups] == [want_ids] * len(examples)
+        # gold checks: one round; clusters: 3 rounds of class heads (the gold's class, n+1's, the other
+        # gold's), whatever the number of groups; one verdict message per comparison, fewer batches sent
+        assert step["rounds"] <= 1 + 3, step
+        assert step["received"] == step["calls"] and step["sent"] < step["calls"], step
+        # the reward and the metrics read the clusters the step decided: no grading at all
+        after = dict(grader.stats)
+        assert [majority_vote(g) for g in groups] == [[1.0, 1, 1, 0, 0, 0, 1, 0]] * len(groups)
+        assert group_clusters(groups) == [want_ids] * len(groups) and labeled[0].label_free().cluster_ids() == want_ids
+        assert grader.stats == after
+        # the same verdicts one group at a time (the call pattern before): one round per class head per group
+        r0 = per_group.stats["rounds"]
+        flat = task.check_many([a for group in answers for a in group],
+                               [e.answer for e, group in zip(examples, answers) for _ in group], per_group)
+        ids = [task.rules("math", per_group.clusterer()).cluster(group) for group in answers]
+        assert flat == [v for _ in examples for v in want_correct] and ids == [want_ids] * len(examples)
+        assert per_group.stats["rounds"] - r0 >= 2 * len(examples)
+        assert per_group._sym._cache == grader._sym._cache and per_group._gold._cache == grader._gold._cache

@@ -41,14 +41,28 @@ that turns bad or suspected is dropped from the comparisons still queued, and a 
 is replaced. Finally one vote group (:meth:`Clusterer.__call__`) spends at most ``group_budget``
 seconds (default ``2 * timeout``) in math-verify once the workers are up.
 
+**A step is graded in a few rounds** (issue 15). A *round* is one batch of comparisons spread over
+the workers at once and waited for (the verdicts stream back one message each, so timeouts, blame and
+skips act per comparison). :meth:`Grader.equivalent_many` sends all gold checks of a step in one
+round; :meth:`Clusterer.cluster_many` clusters every vote group of a step in lockstep: in each round
+every group compares its next class head with its forms still unassigned, so a step takes as many
+rounds as its largest group opens classes with comparisons left (at most ``N - 1`` for groups of N),
+not one round per class of every group. The comparisons, verdicts and classes are those of clustering
+the groups one by one (a comparison two groups need is made once either way); only where a form turns
+out bad or slow during a round does timing decide which of its comparisons are made or blamed, as it
+does one group at a time. ``stats`` counts ``rounds``, batches ``sent`` and verdicts ``received``.
+
 Worst case, stated: one vote group takes at most ``group_budget`` seconds after worker start-up
 (plus replacing workers still busy at the cut-off; comparisons cut off count as not equivalent for
-that call only). Within it a heavy or unparsable form costs its parse (about 0.1 s), a form whose
-parse times out costs ``timeout`` once per worker (in parallel), a light but slow group head about
-``timeout`` (one round of timeouts on the workers). Gold checks (:meth:`Grader.equivalent_many`)
-have no group budget: each comparison takes at most ``timeout`` (+0.5 s before a hard kill); bad
-forms are skipped after their first parse, a light but slow gold after two timeouts against
-healthy predictions.
+that call only). Groups clustered together keep a budget each, charged while a worker grades one of
+the group's comparisons or restarts after being killed over one, not while they queue behind other
+groups' comparisons; a call on G groups therefore takes at most ``G * group_budget`` seconds (the
+bound of clustering them one by one) plus restarts of killed workers. Within a group a heavy or
+unparsable form costs its parse (about 0.1 s), a form whose parse times out costs ``timeout`` once per
+worker (in parallel), a light but slow group head about ``timeout`` (one round of timeouts on the
+workers). Gold checks (:meth:`Grader.equivalent_many`) have no group budget: each comparison takes at
+most ``timeout`` (+0.5 s before a hard kill); bad forms are skipped after their first parse, a light
+but slow gold after two timeouts against healthy predictions.
 
 >>> canonical_answer("\\left( 3, \\dfrac{\\pi}{2} \\right).")
 '(3,\\frac{\\pi}{2})'
@@ -385,6 +399,7 @@ class _Worker:
         self.started = time.monotonic()
         self.inflight: collections.deque[int] = collections.deque()
         self.deadline: float | None = None
+        self.blame: Any = None  # the vote group (_Budget) over whose comparison the worker this one replaces was killed
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -416,7 +431,7 @@ class _Pool:
         self.workers, self.timeout, self.soft_timeout = workers, timeout, soft_timeout
         self.group_budget = 2 * timeout if group_budget is None else group_budget
         self.stats = {"calls": 0, "cache_hits": 0, "shortcuts": 0, "timeouts": 0, "errors": 0, "restarts": 0,
-                      "bad_forms": 0, "bad_form_hits": 0, "over_budget": 0}
+                      "bad_forms": 0, "bad_form_hits": 0, "over_budget": 0, "rounds": 0, "sent": 0, "received": 0}
         self._workers: list[_Worker] = []
         self.lock = threading.Lock()
 
@@ -429,9 +444,12 @@ class _Pool:
     def _start_worker(self) -> _Worker:
         return _Worker(self.timeout if self.soft_timeout else None)
 
-    def _replace(self, w: _Worker) -> None:
+    def _replace(self, w: _Worker, blame: "_Budget | None" = None) -> None:
+        """Kill ``w`` and start another; its start-up counts for ``blame`` (the group it was killed over)."""
         w.kill()
-        self._workers[self._workers.index(w)] = self._start_worker()
+        fresh = self._start_worker()
+        fresh.blame = blame
+        self._workers[self._workers.index(w)] = fresh
         self.stats["restarts"] += 1
 
     def _wait_ready(self) -> None:
@@ -452,42 +470,57 @@ class _Pool:
                 if not w.ready and time.monotonic() - w.started > self.STARTUP_LIMIT:
                     raise RuntimeError(f"grader worker did not start within {self.STARTUP_LIMIT:.0f} s")
 
-    def run(self, items: list[tuple[str, str, str]], budget: "_Budget | None" = None,
-            on_result: Callable[[int, Any], None] | None = None, skip: Callable[[tuple], bool] | None = None) -> list:
-        """Grade ``items`` on the workers; one verdict per item. Caller holds the lock.
+    def run(self, items: list[tuple[str, str, str]], budgets: "list[_Budget | None] | None" = None,
+            on_result: Callable[[int, Any], None] | None = None, skip: Callable[[int], bool] | None = None) -> list:
+        """Grade ``items`` on the workers in one **round**: all of them spread over the workers at once, one
+        verdict per item. Caller holds the lock.
 
-        ``budget``: seconds left (counted once the workers are ready; the time spent here is taken off
-        it) after which items not yet graded get ``"over_budget"``; workers still busy are killed and
-        replaced, so the call ends right then. ``on_result(i, verdict)`` is called as each verdict
-        arrives; an item for which ``skip(item)`` is true when its turn comes is not sent (``"skipped"``).
+        ``budgets[i]``: the vote group (:class:`_Budget`) item ``i`` belongs to, or None (no limit). A group
+        is charged, once the workers are up, the time during which a worker grades one of its items, and
+        the time it has items waiting while a worker killed over one of its items restarts; not the time
+        its items wait behind other groups' items (for a round of one group: about the round's wall
+        time, as before rounds were shared). Once a group's seconds are spent, its items not yet graded
+        get ``"over_budget"`` at once and a worker busy with one of them is killed and replaced; the
+        other groups' items go on.
+
+        ``on_result(i, verdict)`` is called as each verdict arrives; an item for which ``skip(i)`` is true
+        when its turn comes is not sent (``"skipped"``). ``stats``: ``rounds`` +1 when anything is sent,
+        ``sent`` (batches written to workers) and ``received`` (verdicts read back).
         """
-        if budget is not None and budget.left <= 0:  # spent: no waiting for replaced workers either
-            self.stats["over_budget"] += len(items)
-            return ["over_budget"] * len(items)
-        self._wait_ready()
-        try:
-            return self._run(items, budget, on_result or (lambda i, v: None), skip or (lambda item: False))
-        finally:
-            if budget is not None:
-                budget.left -= time.monotonic() - budget.started
-                budget.started = 0.0
+        budgets = list(budgets) if budgets is not None else [None] * len(items)
+        # a group already out of time: its items are decided at once (no waiting for replaced workers either)
+        results: list = ["over_budget" if b is not None and b.left <= 0 else None for b in budgets]
+        todo = [i for i, r in enumerate(results) if r is None]
+        if todo:
+            self._wait_ready()
+            self._run(items, budgets, results, todo, on_result or (lambda i, v: None), skip or (lambda i: False))
+        for r in results:
+            if r == "timeout" or (isinstance(r, tuple) and r[2] == "parse_timeout"):
+                self.stats["timeouts"] += 1
+            elif r == "error":
+                self.stats["errors"] += 1
+            elif r == "over_budget":
+                self.stats["over_budget"] += 1
+        return results
 
-    def _run(self, items: list[tuple[str, str, str]], budget: "_Budget | None", on_result, skip) -> list:
-        if budget is not None:
-            budget.started = time.monotonic()
-        self.stats["calls"] += len(items)
-        results: list = [None] * len(items)
-        pending = collections.deque(range(len(items)))
+    def _run(self, items: list[tuple[str, str, str]], budgets: list, results: list, todo: list[int], on_result,
+             skip) -> None:
+        self.stats["calls"] += len(todo)
+        self.stats["rounds"] += 1
+        pending = collections.deque(todo)
         hard = self.timeout + (self.GRACE if self.soft_timeout else 0.0)
-        chunk = max(1, min(16, len(items) // (4 * self.workers)))  # small batches item by item: skips act at once
-        end = None if budget is None else time.monotonic() + max(0.0, budget.left)
-        wake = None  # when to look again at a worker busy with a form that turned bad
-        while pending or any(w.inflight for w in self._workers):
+        chunk = max(1, min(16, len(todo) // (4 * self.workers)))  # small batches item by item: skips act at once
+        charged_at, charging = time.monotonic(), set()  # budgets charged for the time since charged_at
+        wake = None  # when to look again at a worker busy with an item dropped meanwhile
+        while True:
             now = time.monotonic()
-            if end is not None and now >= end:
-                self._over_budget(results, pending)
-                break
-            for i in [i for i in pending if skip(items[i])]:  # whether or not a worker is free
+            for b in charging:
+                b.left -= now - charged_at
+            charged_at = now
+            for b in {budgets[i] for i in pending} | charging:
+                if b is not None and b.left <= 0:
+                    self._cut(b, budgets, results, pending)
+            for i in [i for i in pending if skip(i)]:  # whether or not a worker is free
                 results[i] = "skipped"
                 pending.remove(i)
             if not pending and not any(w.inflight for w in self._workers):
@@ -501,9 +534,16 @@ class _Pool:
                         pending.extendleft(reversed(batch))
                         self._replace(w)
                         continue
+                    self.stats["sent"] += 1
                     w.inflight.extend(batch)
                     w.deadline = now + hard
-            deadlines = [w.deadline for w in self._workers if w.inflight] + [t for t in (end, wake) if t is not None]
+            # charged: the groups a worker is grading, and a group waiting for a worker killed over its comparison
+            charging = {budgets[w.inflight[0]] for w in self._workers if w.inflight and results[w.inflight[0]] is None}
+            restarting = {w.blame for w in self._workers if not w.ready}
+            charging |= {budgets[i] for i in pending if budgets[i] in restarting}
+            charging.discard(None)
+            deadlines = [w.deadline for w in self._workers if w.inflight] + [t for t in [wake] if t is not None]
+            deadlines += [now + max(0.0, b.left) for b in charging]
             starting = [w for w in self._workers if not w.ready]
             wait_s = max(0.0, min(deadlines) - now) if deadlines else 1.0
             ready_conns = wait([w.conn for w in self._workers], timeout=wait_s)
@@ -517,66 +557,67 @@ class _Pool:
                         if not w.ready:
                             raise RuntimeError(f"grader worker exited while starting (code {w.proc.wait()}); "
                                                "see its error output above") from None
-                        self._fail(w, results, pending, "error", on_result)
+                        self._fail(w, budgets, results, pending, "error", on_result)
                         continue
                     if msg == "ready":
                         w.ready = True
                     else:
+                        self.stats["received"] += 1
                         i = w.inflight.popleft()
-                        results[i] = msg
                         w.deadline = time.monotonic() + hard if w.inflight else None
-                        on_result(i, msg)
-                        timed_out = timed_out or msg == "timeout"
+                        if results[i] is None:  # not cut off meanwhile (a late verdict changes nothing)
+                            results[i] = msg
+                            on_result(i, msg)
+                            timed_out = timed_out or msg == "timeout"
                 # soft timeouts of items sent together land together: take them all before sending more,
                 # so that a form blamed by them is skipped at once
                 ready_conns = wait([w.conn for w in self._workers], timeout=0.05) if timed_out else []
             now, wake = time.monotonic(), None
-            for w in list(self._workers):  # a form turned bad or suspected: stop comparing it soon
-                if w.inflight and w.deadline is not None and skip(items[w.inflight[0]]):
+            for w in list(self._workers):  # an item dropped meanwhile (a form turned bad, its group cut off)
+                if w.inflight and w.deadline is not None and (results[w.inflight[0]] is not None or
+                                                             skip(w.inflight[0])):
                     started = w.deadline - hard
                     if now - started < self.KILL_AFTER:  # a quick item (a heavy form) ends by itself
                         wake = started + self.KILL_AFTER if wake is None else min(wake, started + self.KILL_AFTER)
                         continue
-                    results[w.inflight.popleft()] = "skipped"
-                    pending.extendleft(reversed(w.inflight))
-                    w.inflight.clear()
-                    self._replace(w)
+                    i = w.inflight.popleft()
+                    if results[i] is None:
+                        results[i] = "skipped"
+                    self._requeue(w, results, pending, budgets[i])
             now = time.monotonic()
             for w in list(self._workers):
                 if w.inflight and w.deadline is not None and now > w.deadline:
-                    self._fail(w, results, pending, "timeout", on_result)
+                    self._fail(w, budgets, results, pending, "timeout", on_result)
             for w in starting:
                 if not w.ready and w in self._workers and now - w.started > self.STARTUP_LIMIT:
                     raise RuntimeError(f"grader worker did not start within {self.STARTUP_LIMIT:.0f} s")
-        for r in results:
-            if r == "timeout" or (isinstance(r, tuple) and r[2] == "parse_timeout"):
-                self.stats["timeouts"] += 1
-            elif r == "error":
-                self.stats["errors"] += 1
-            elif r == "over_budget":
-                self.stats["over_budget"] += 1
-        return results
 
-    def _over_budget(self, results: list, pending: collections.deque) -> None:
-        for i in pending:
+    def _cut(self, budget: "_Budget", budgets: list, results: list, pending: collections.deque) -> None:
+        """``budget`` is spent: its items not yet graded are ``"over_budget"``; a worker busy with one is replaced."""
+        for i in [i for i in pending if budgets[i] is budget]:
             results[i] = "over_budget"
-        pending.clear()
+            pending.remove(i)
         for w in list(self._workers):
-            if w.inflight:
-                for i in w.inflight:
-                    results[i] = "over_budget"
-                w.inflight.clear()
-                self._replace(w)
+            for i in w.inflight:
+                if budgets[i] is budget and results[i] is None:
+                    results[i] = "over_budget"  # queued behind another group's item: dropped when reached
+            if w.inflight and budgets[w.inflight[0]] is budget:
+                w.inflight.popleft()
+                self._requeue(w, results, pending, budget)
 
-    def _fail(self, w: _Worker, results: list, pending: collections.deque, verdict: str, on_result) -> None:
-        """The item ``w`` is working on gets ``verdict``; its other items go back to the queue."""
+    def _requeue(self, w: _Worker, results: list, pending: collections.deque, blame: "_Budget | None") -> None:
+        """Replace ``w`` (killed over a comparison of ``blame``); its items not yet decided go back to the queue."""
+        pending.extendleft(reversed([i for i in w.inflight if results[i] is None]))
+        w.inflight.clear()
+        self._replace(w, blame)
+
+    def _fail(self, w: _Worker, budgets: list, results: list, pending: collections.deque, verdict: str,
+              on_result) -> None:
+        """The item ``w`` is working on gets ``verdict``; ``w`` is replaced, its other items go back to the queue."""
         i = w.inflight.popleft() if w.inflight else None
-        if i is not None:
+        self._requeue(w, results, pending, None if i is None else budgets[i])
+        if i is not None and results[i] is None:
             results[i] = verdict
-            pending.extendleft(reversed(w.inflight))
-            w.inflight.clear()
-        self._replace(w)
-        if i is not None:
             on_result(i, verdict)
 
 
@@ -596,7 +637,7 @@ class _Budget:
     """
 
     def __init__(self, seconds: float):
-        self.left, self.started = seconds, 0.0
+        self.left = seconds  # taken off by the pool while a worker grades one of the group's comparisons
         self.timeouts: collections.Counter[str] = collections.Counter()
         self.partners: dict[str, list[str]] = {}
         self.suspects: set[str] = set()
@@ -637,9 +678,17 @@ class _Verdicts:
         self._suspicions: dict[str, int] = {}  # canonical form -> vote groups that suspected it
 
     def decide(self, items: list[tuple[str, str | None, str | None]], budget: _Budget | None = None) -> list[bool]:
-        out: list[bool | None] = [None] * len(items)
+        """Verdicts of ``(kind, a, b)`` items (None on either side: False), one group's budget for all."""
+        return self.decide_many([(items, budget)])[0]
+
+    def decide_many(self, batches: list[tuple[list[tuple[str, str | None, str | None]], _Budget | None]]
+                    ) -> list[list[bool]]:
+        """:meth:`decide` for several vote groups at once, each ``(items, budget)``: whatever needs
+        math-verify goes to the workers in one round, each comparison charged to its own group's budget."""
+        flat = [(item, budget) for items, budget in batches for item in items]
+        out: list[bool | None] = [None] * len(flat)
         todo: list[int] = []
-        for i, (_, a, b) in enumerate(items):
+        for i, ((_, a, b), _) in enumerate(flat):
             if a is None or b is None:
                 out[i] = False
                 continue
@@ -649,20 +698,32 @@ class _Verdicts:
                 self.pool.stats["shortcuts"] += 1
                 continue
             todo.append(i)
-        for i, v in zip(todo, self.math_verify([items[i] for i in todo], budget)):  # type: ignore[misc]
+        verdicts = self.math_verify([flat[i][0] for i in todo], [flat[i][1] for i in todo])  # type: ignore[misc]
+        for i, v in zip(todo, verdicts):
             out[i] = v
-        return out  # type: ignore[return-value]
+        split, start = [], 0
+        for items, _ in batches:
+            split.append(out[start : start + len(items)])
+            start += len(items)
+        return split  # type: ignore[return-value]
 
     def bad_form(self, answer: str) -> str | None:
         """Why ``answer`` cannot be compared (``unparsable``, ``heavy``, ``parse_timeout``,
         ``parse_error``, ``verify_timeout``), or None."""
         return self._bad.get(canonical_answer(answer)) if self._bad else None
 
-    def math_verify(self, items: list[tuple[str, str, str]], budget: _Budget | None = None) -> list[bool]:
-        """Cached math-verify verdicts; distinct uncached items go to the workers once."""
+    def math_verify(self, items: list[tuple[str, str, str]], budgets: list[_Budget | None] | None = None
+                    ) -> list[bool]:
+        """Cached math-verify verdicts; distinct uncached items go to the workers once, in one round.
+
+        ``budgets[i]``: the vote group of item ``i`` (its budget and its suspected forms), or None. An item
+        asked by several groups is graded once, charged to the first of them (as if that group had been
+        graded first and the others found the verdict in the cache)."""
+        budgets = budgets if budgets is not None else [None] * len(items)
         out: list[bool | None] = [None] * len(items)
         wanted: dict[tuple[str, str, str], list[int]] = {}
-        for i, (kind, a, b) in enumerate(items):
+        owner: dict[tuple[str, str, str], _Budget | None] = {}
+        for i, ((kind, a, b), budget) in enumerate(zip(items, budgets)):
             key = (kind, *sorted((a, b))) if kind == "sym" else (kind, a, b)
             if key in self._cache:
                 out[i] = self._cache[key]
@@ -673,13 +734,16 @@ class _Verdicts:
                 self.pool.stats["bad_form_hits"] += 1
             else:
                 wanted.setdefault(key, []).append(i)
+                owner.setdefault(key, budget)
         if wanted:
             # comparisons with answers known to be healthy first: a slow form is then blamed (and its
             # remaining comparisons skipped) after its first round of timeouts
             keys = sorted(wanted, key=lambda k: -sum(self._healthy(f) for f in k[1:]))
+            groups = [owner[k] for k in keys]
+            canon = {f: canonical_answer(f) for k in keys for f in k[1:]}
 
-            def on_result(i: int, verdict: Any) -> None:  # as verdicts arrive: later items may be skipped
-                key = keys[i]
+            def on_result(j: int, verdict: Any) -> None:  # as verdicts arrive: later items may be skipped
+                key, budget = keys[j], groups[j]
                 if isinstance(verdict, tuple):  # ("bad", side, reason): that form is never compared again
                     self._remember_bad(key[1 + verdict[1]], verdict[2])
                 elif verdict is True or verdict is False:
@@ -688,21 +752,23 @@ class _Verdicts:
                 elif verdict == "timeout":
                     self._blame(key[1], key[2])
                     for form in budget.suspect(key[1], key[2], self._record) if budget is not None else []:
-                        canon = canonical_answer(form)
-                        self._store(self._suspicions, canon, self._suspicions.get(canon, 0) + 1)
-                        if self._suspicions[canon] >= 2:
+                        c = canonical_answer(form)
+                        self._store(self._suspicions, c, self._suspicions.get(c, 0) + 1)
+                        if self._suspicions[c] >= 2:
                             self._remember_bad(form, "verify_timeout")
 
-            def skip(item: tuple) -> bool:
-                return any(self.bad_form(f) or (budget is not None and budget.suspected(f)) for f in item[1:])
+            def skip(j: int) -> bool:  # a form of it turned bad, or suspected in its group
+                budget = groups[j]
+                return any(canon[f] in self._bad or (budget is not None and canon[f] in budget.suspects)
+                           for f in keys[j][1:])
 
             with self.pool.lock:
-                raw = self.pool.run(keys, budget, on_result, skip)
+                raw = self.pool.run(keys, groups, on_result, skip)
             for key, verdict in zip(keys, raw):
                 ok = verdict is True
                 for i in wanted[key]:
                     out[i] = ok
-                if verdict == "skipped":  # a form of it turned bad during this batch
+                if verdict == "skipped":  # a form of it turned bad during this round
                     self.pool.stats["bad_form_hits"] += len(wanted[key])
                 elif verdict != "over_budget":  # over budget is undecided, not a verdict: not cached
                     self._store(self._cache, key, ok)
@@ -780,27 +846,69 @@ class Clusterer:
         (not cached; ``stats["over_budget"]``) and busy workers are replaced. Unparsable, heavy and
         parse-timed-out forms are known per form after their first parse and cost nothing more.
         """
-        budget = _Budget(self._verdicts.pool.group_budget)
-        keys = [None if a is None else canonical_answer(a) for a in answers]
-        reps: dict[str, str] = {}
-        for a, k in zip(answers, keys):
+        return self.cluster_many([answers])[0]
+
+    def cluster_many(self, groups: Iterable[list[str | None]]) -> list[list[int | None]]:
+        """:meth:`__call__` for every vote group of a step at once: the same classes, in fewer rounds.
+
+        Every group advances its class heads in lockstep: in each **round** every group still
+        clustering compares its next head with its forms still unassigned, and the comparisons of all
+        groups go to the workers together (one :class:`_Pool` round, spread over the workers). A step's
+        clustering thus takes as many rounds as its largest group has classes to open, not one round per
+        class of every group. Each group keeps its own ``group_budget``, charged only while a worker
+        grades one of *its* comparisons or restarts after being killed over one (not while they queue
+        behind other groups'), and its own suspected forms; so each group spends at most
+        ``group_budget`` seconds in math-verify, and the call at most ``len(groups) × group_budget``
+        plus restarts of killed workers: the bound of calling :meth:`__call__` per group.
+
+        >>> shared_grader().clusterer().cluster_many([["7", "7.0", None], ["8", "9", "8"]])
+        [[0, 0, None], [0, 1, 0]]
+        """
+        budget = self._verdicts.pool.group_budget
+        states = [_Clustering(list(answers), _Budget(budget)) for answers in groups]
+        while True:
+            active = [s for s in states if s.pending]
+            if not active:
+                break
+            rounds = self._verdicts.decide_many([(s.open_class(), s.budget) for s in active])
+            for s, verdicts in zip(active, rounds):
+                s.assign(verdicts)
+        return [s.ids() for s in states]
+
+
+class _Clustering:
+    """One vote group being clustered: its distinct forms, the classes opened so far, the forms left."""
+
+    def __init__(self, answers: list[str | None], budget: _Budget):
+        self.budget = budget
+        self.keys = [None if a is None else canonical_answer(a) for a in answers]
+        self.reps: dict[str, str] = {}  # canonical form -> its first raw string
+        for a, k in zip(answers, self.keys):
             if k is not None:
-                reps.setdefault(k, a)  # type: ignore[arg-type]
-        class_of: dict[str, int] = {}
-        pending = list(reps)  # forms without a class, in order of first occurrence
-        cid = 0
-        while pending:
-            head, rest = pending[0], pending[1:]
-            class_of[head] = cid
-            verdicts = self._verdicts.decide([("sym", reps[head], reps[form]) for form in rest], budget)
-            pending = []
-            for form, same in zip(rest, verdicts):
-                if same:
-                    class_of[form] = cid
-                else:
-                    pending.append(form)
-            cid += 1
-        return [None if k is None else class_of[k] for k in keys]
+                self.reps.setdefault(k, a)  # type: ignore[arg-type]
+        self.class_of: dict[str, int] = {}
+        self.classes = 0
+        self.pending = list(self.reps)  # forms without a class, in order of first occurrence
+
+    def open_class(self) -> list[tuple[str, str, str]]:
+        """The first unassigned form heads the next class: its comparisons with the other unassigned forms."""
+        head = self.pending[0]
+        self.class_of[head] = self.classes
+        self.classes += 1
+        return [("sym", self.reps[head], self.reps[form]) for form in self.pending[1:]]
+
+    def assign(self, verdicts: list[bool]) -> None:
+        """Forms equivalent to the new head join its class; the others stay unassigned."""
+        head, rest = self.pending[0], self.pending[1:]
+        self.pending = []
+        for form, same in zip(rest, verdicts):
+            if same:
+                self.class_of[form] = self.class_of[head]
+            else:
+                self.pending.append(form)
+
+    def ids(self) -> list[int | None]:
+        return [None if k is None else self.class_of[k] for k in self.keys]
 
 
 class Grader:
@@ -876,6 +984,10 @@ class Grader:
         [0, 0, None, 1, 0]
         """
         return self.clusterer()(answers)
+
+    def cluster_many(self, groups: Iterable[list[str | None]]) -> list[list[int | None]]:
+        """:meth:`cluster` of every vote group of a step, in lockstep rounds (:meth:`Clusterer.cluster_many`)."""
+        return self.clusterer().cluster_many(groups)
 
     def cross_check(self, pairs: Iterable[tuple[str, str]]) -> list[dict]:
         """Pairs where raw math-verify (no shortcuts) and canonical-string equality disagree.

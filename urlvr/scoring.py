@@ -6,7 +6,10 @@ One step's rollouts become :class:`~urlvr.types.Completion`\\ s (answers read by
 (values and answer rules, no gold) that every label-free reward receives, and its
 :class:`~urlvr.types.LabeledGroup` twin (gold answer, gold check and the gold verdict of every
 completion, computed for the whole step in **one batched call** to the task's grader) that only gold
-rewards and the oracle metrics see. :func:`score_groups` calls the reward on every whole group and
+rewards and the oracle metrics see. It also clusters the answers of every group once, all groups
+together (:func:`~urlvr.types.cluster_groups`: with ``math`` equivalence the class-head comparisons of
+every group go to the grader's workers in the same rounds), so the reward, the advantage modifiers and
+the metrics read the same clusters without grading again. :func:`score_groups` calls the reward on every whole group and
 isolates failures; :func:`step_metrics` gathers the label-free health metrics, the reward's components
 and, when every group has gold, the oracle metrics.
 
@@ -31,7 +34,8 @@ import torch
 from urlvr.errors import UrlvrError
 from urlvr.rewards.base import REWARD_TIMEOUT, RewardSpec, call_bounded
 from urlvr.stats import STAT_NAMES
-from urlvr.types import AnswerRules, Completion, Example, Group, LabeledGroup, RewardOutput, RolloutBatch
+from urlvr.types import (AnswerRules, Completion, Example, Group, LabeledGroup, RewardOutput, RolloutBatch,
+                         cluster_groups)
 from urlvr.watch.health import group_clusters, health_metrics
 from urlvr.watch.oracle import oracle_metrics
 
@@ -62,7 +66,10 @@ def build_groups(task, rules: AnswerRules, examples: Sequence[Example], prompts:
     """Label-free groups and their labelled twins, one per example, with the step's gold verdicts.
 
     ``completions[g]`` are the completions of ``examples[g]`` (prompt ``prompts[g]``). Gold checks of
-    every completion whose example has a gold answer go to ``task.check_many`` in one call.
+    every completion whose example has a gold answer go to ``task.check_many`` in one call (one round on
+    the grader's workers); the answer clusters of every group under ``rules`` are decided together
+    (:func:`~urlvr.types.cluster_groups`, one round per class head for math equivalence) and remembered
+    by the groups and their twins.
     """
     answers = [c.answer for comps in completions for c in comps]
     golds = [ex.answer for ex, comps in zip(examples, completions) for _ in comps]
@@ -75,6 +82,7 @@ def build_groups(task, rules: AnswerRules, examples: Sequence[Example], prompts:
         groups.append(Group(**kw))
         labeled.append(LabeledGroup(**kw, gold=ex.answer, check=task.check, correct=correct))
         start += len(comps)
+    cluster_groups([*groups, *labeled])  # a twin has its group's answers: clustered once
     return groups, labeled
 
 

@@ -27,7 +27,7 @@ Per-token statistics are keyed by name (:data:`urlvr.stats.STAT_NAMES`): ``c.sta
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -37,7 +37,7 @@ from urlvr.stats import STAT_NAMES
 
 __all__ = [
     "Problem", "Example", "AnswerRules", "SamplingSettings", "RolloutBatch", "Completion", "Group", "LabeledGroup",
-    "RewardOutput", "STAT_NAMES",
+    "RewardOutput", "STAT_NAMES", "cluster_groups",
 ]
 
 
@@ -86,15 +86,23 @@ class AnswerRules:
 
     def cluster(self, answers: list[str | None], equivalence: str | None = None) -> list[int | None]:
         """A cluster id per answer, numbered by first occurrence; None for answer-less completions."""
+        return self.cluster_many([answers], equivalence)[0]
+
+    def cluster_many(self, answer_lists: Sequence[Sequence[str | None]], equivalence: str | None = None
+                     ) -> list[list[int | None]]:
+        """:meth:`cluster` of several groups' answers at once: for ``math`` with a grader's clusterer, the
+        comparisons of all groups go to its workers together (:meth:`urlvr.grading.Clusterer.cluster_many`)."""
         eq = equivalence or self.equivalence
         if eq == "canonical":
-            return cluster_by_key(answers, self.canonical)
+            return [cluster_by_key(list(answers), self.canonical) for answers in answer_lists]
         if eq == "math":
-            if self.math is None:
+            math = self.math
+            if math is None:
                 from urlvr.grading import shared_grader
 
-                return shared_grader().clusterer()(list(answers))
-            return self.math(list(answers))
+                math = shared_grader().clusterer()
+            many = getattr(math, "cluster_many", None)  # a plain function clusters one group at a time
+            return many([list(a) for a in answer_lists]) if many else [math(list(a)) for a in answer_lists]
         raise UrlvrError(f"unknown equivalence {eq!r}; choose one of: {', '.join(EQUIVALENCES)}")
 
 
@@ -186,6 +194,10 @@ class Group:
     """The task's answer rules: extraction, voting key, verifier, equivalence (no gold)."""
     vocab_size: int = 0
     eos_token_id: int | None = None
+    _clusters: dict[str, tuple[int | None, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Cluster ids decided so far, per equivalence: a group is clustered once, so a step's reward and its
+    metrics see the same clusters. A copy made by ``dataclasses.replace`` starts empty (it may hold other
+    completions)."""
 
     def __len__(self) -> int:
         return len(self.completions)
@@ -210,8 +222,39 @@ class Group:
         return self.rules.equivalence
 
     def cluster_ids(self, equivalence: str | None = None) -> list[int | None]:
-        """Answer-cluster id per completion under ``equivalence`` (default: the group's)."""
-        return self.rules.cluster(self.answers, equivalence)
+        """Answer-cluster id per completion under ``equivalence`` (default: the group's), decided once per
+        group and equivalence (:func:`cluster_groups` decides those of a whole step at once)."""
+        return cluster_groups([self], equivalence)[0]
+
+
+def cluster_groups(groups: Sequence[Group], equivalence: str | None = None) -> list[list[int | None]]:
+    """:meth:`Group.cluster_ids` of every group, the ones not clustered yet all at once.
+
+    Groups that share answer rules go to :meth:`AnswerRules.cluster_many` together (``math``: the
+    comparisons of every group in the same rounds on the grader's workers); groups with the same answers
+    (a labelled twin) are clustered once. Each group remembers its ids: later calls cost nothing and agree.
+
+    >>> z = torch.zeros(1).long()
+    >>> g = [Group(Problem(str(i), "?"), "?", tuple(Completion("", a, z) for a in answers))
+    ...      for i, answers in enumerate([["4", " 4", None], ["5", "6", "6"]])]
+    >>> cluster_groups(g), g[1].cluster_ids()
+    ([[0, 0, None], [0, 1, 1]], [0, 1, 1])
+    """
+    out: list[list[int | None]] = [[] for _ in groups]
+    todo: dict[tuple[int, str], dict[tuple, list[int]]] = {}  # (rules, equivalence) -> answers -> groups
+    for i, g in enumerate(groups):
+        eq = equivalence or g.rules.equivalence
+        if eq in g._clusters:
+            out[i] = list(g._clusters[eq])
+        else:
+            todo.setdefault((id(g.rules), eq), {}).setdefault(tuple(g.answers), []).append(i)
+    for (_, eq), by_answers in todo.items():
+        rules = groups[next(iter(by_answers.values()))[0]].rules
+        for answers, ids in zip(by_answers, rules.cluster_many(list(by_answers), eq)):
+            for i in by_answers[answers]:
+                groups[i]._clusters[eq] = tuple(ids)
+                out[i] = list(ids)
+    return out
 
 
 def _no_check(answer: str | None, gold: str) -> bool:
@@ -229,8 +272,10 @@ class LabeledGroup(Group):
     """Gold verdict per completion, computed once per step in one batch (None: not computed)."""
 
     def label_free(self) -> Group:
-        """The plain :class:`Group` view: gold, check and verdicts dropped."""
-        return Group(self.problem, self.prompt, self.completions, self.rules, self.vocab_size, self.eos_token_id)
+        """The plain :class:`Group` view: gold, check and verdicts dropped (the clusters decided so far kept)."""
+        group = Group(self.problem, self.prompt, self.completions, self.rules, self.vocab_size, self.eos_token_id)
+        group._clusters.update(self._clusters)
+        return group
 
 
 @dataclass

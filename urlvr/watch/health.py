@@ -33,15 +33,16 @@ import torch
 from urlvr.advantages import semantic_entropy as cluster_entropy
 from urlvr.advantages import zero_std_fraction
 from urlvr.answers import majority
-from urlvr.types import Completion, Group
+from urlvr.types import Completion, Group, cluster_groups
 
 __all__ = ["group_clusters", "majority_ratio", "cluster_entropy", "distinct_answers", "token_mean",
            "repetition_rate", "truncation_rate", "health_metrics"]
 
 
 def group_clusters(groups: Sequence[Group]) -> list[list[int | None]]:
-    """Answer-cluster ids of every group (the group's own equivalence)."""
-    return [g.cluster_ids() for g in groups]
+    """Answer-cluster ids of every group (the group's own equivalence), all groups at once
+    (:func:`urlvr.types.cluster_groups`; groups from :func:`urlvr.scoring.build_groups` are clustered already)."""
+    return cluster_groups(groups)
 
 
 def majority_ratio(ids: Sequence[int | None]) -> float:

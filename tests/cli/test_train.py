@@ -248,3 +248,14 @@ def test_resume_of_a_moved_run_writes_to_the_folder_given(capsys, tmp_path, tiny
     err = capsys.readouterr().err
     assert "resume: out_dir" in err and "resume: steps: 2 -> 4" in err, err
     assert [r["step"] for r in read_jsonl(moved / "metrics.jsonl")] == [0, 1, 2, 3, 4] and not first.exists()
+
+
+def test_train_without_a_recipe_takes_every_setting_from_the_command_line(capsys, tmp_path, tiny_model):
+    out = tmp_path / "run"
+    assert main(["train", f"model={tiny_model}", "task=arithmetic", "task_options={digits: 1, ops: '+'}",
+                 "train_problems=20", "val_problems=0", "prompts_per_step=2", "n_votes=2", "n_train=2",
+                 "max_new_tokens=6", "steps=1", "save_every=0", f"out_dir={out}", "--quiet"]) == 0
+    assert (out / "summary.json").is_file() and "reward: majority_vote" in (out / "config.yaml").read_text()
+    capsys.readouterr()
+    line = _fail(capsys, ["train", str(tmp_path / "nope.yaml")])  # a missing recipe is still named as one
+    assert "nope.yaml not found" in line

@@ -57,7 +57,7 @@ def run_demo(args) -> int:
 # ---- train ----------------------------------------------------------------------------------------------
 
 def add_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", help="YAML recipe (see recipes/)")
+    p.add_argument("config", nargs="?", help="YAML recipe (see recipes/); optional: key=value settings alone work too")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. lr=1e-5 reward=gold")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint (key=value "
                    "overrides apply to the run's config; what changed is printed)")
@@ -77,8 +77,12 @@ def run_train(args) -> int:
         summary = train(cfg, resume=True, progress=not args.quiet)
     else:
         if args.config is None:
-            raise UrlvrError("give a recipe, e.g. 'urlvr train recipes/testbed_majority_vote.yaml', or --resume RUN_DIR")
-        summary = train(load_config(args.config, args.overrides), progress=not args.quiet)
+            raise UrlvrError("give a recipe, e.g. 'urlvr train recipes/testbed_majority_vote.yaml', key=value settings "
+                             "('urlvr train model=testbed:aligned reward=gold'), or --resume RUN_DIR")
+        recipe, overrides = args.config, list(args.overrides)
+        if "=" in recipe and not Path(recipe).exists():  # no recipe: every setting on the command line
+            recipe, overrides = None, [recipe, *overrides]
+        summary = train(load_config(recipe, overrides), progress=not args.quiet)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -29,7 +29,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import torch
 import yaml
@@ -53,13 +53,25 @@ from urlvr.scoring import build_groups, completions_from_batch, score_groups, st
 from urlvr.seeds import derive_seed, rng
 from urlvr.tasks import get_task
 from urlvr.tracking import Sink, open_sink
-from urlvr.types import Example, Group, RolloutBatch, SamplingSettings
+from urlvr.types import Example, Group, LabeledGroup, RolloutBatch, SamplingSettings
 from urlvr.watch.detector import CollapseDetector
 from urlvr.watch.flips import FlipTracker
 from urlvr.watch.oracle import SolvedTransitions, majority_correct
 from urlvr.watch.health import group_clusters
 
-__all__ = ["train", "Trainer", "Step", "summarize_run", "with_lora"]
+__all__ = ["train", "Trainer", "Step", "Sampled", "summarize_run", "with_lora"]
+
+
+class Sampled(NamedTuple):
+    """One step's rollout as whole groups (:meth:`Trainer.sample_groups`)."""
+
+    examples: list[Example]
+    batch: RolloutBatch
+    groups: list[Group]
+    labeled: list[LabeledGroup]
+    """The groups' twins with gold answers and verdicts: the oracle's, never a label-free reward's."""
+    generate_s: float
+    """Seconds spent generating."""
 
 
 @dataclass
@@ -153,23 +165,31 @@ class Trainer:
         """Tracking sink fed by the same rows as metrics.jsonl (``report_to``; rank 0)."""
 
     # ---- one step, top to bottom -------------------------------------------------------------------
-    def train_step(self, step: int) -> Step:
-        """Generate → score → advantage → update → metrics for step ``step`` (0-based); nothing is logged."""
+    def sample_groups(self, step: int) -> Sampled:
+        """Steps 1-2a of :meth:`train_step`: the step's problems, their ``n_votes`` completions each (with the old
+        policy's per-token statistics) and the label-free groups with their labelled twins (gold checked in one
+        batch). Seeded by ``(seed, step)``; changes no weights."""
         cfg, t0 = self.cfg, time.perf_counter()
         examples = rng(cfg.seed, "problems", step).sample(self.train_set, min(cfg.prompts_per_step, len(self.train_set)))
         examples = self.dist.shard(examples)  # this process's whole groups
-        # 1. generate: n_votes completions per prompt, with the old policy's per-token statistics
         prompts = [self.render(e.problem) for e in examples]
         self.model.eval()
         with self.amp:
             seeds = [derive_seed(cfg.seed, "rollout", e.problem.id, step) for e in examples for _ in range(cfg.n_votes)]
             batch = self.sampler.generate([p for p in prompts for _ in range(cfg.n_votes)], self.settings, seed=seeds)
         t_gen = time.perf_counter() - t0
-        # 2. score: whole groups to the reward; gold (checked in one batch) only to gold rewards and the oracle
         comps = completions_from_batch(batch, self.rules)
         groups, labeled = build_groups(self.task, self.rules, examples, prompts,
                                        [comps[g * cfg.n_votes : (g + 1) * cfg.n_votes] for g in range(len(examples))],
                                        self.grader, self.policy.config.vocab_size, self.tok.eos_token_id)
+        return Sampled(examples, batch, groups, labeled, t_gen)
+
+    def train_step(self, step: int) -> Step:
+        """Generate → score → advantage → update → metrics for step ``step`` (0-based); nothing is logged."""
+        cfg, t0 = self.cfg, time.perf_counter()
+        # 1. generate: n_votes completions per prompt, with the old policy's per-token statistics, as whole groups
+        examples, batch, groups, labeled, t_gen = self.sample_groups(step)
+        # 2. score: whole groups to the reward; gold (checked in one batch) only to gold rewards and the oracle
         scores = score_groups(self.reward, self.reward_options, groups, labeled, timeout=cfg.reward_timeout)
         self._count_failures(scores)
         # 3. advantages on the first n_train completions of each group

@@ -157,3 +157,18 @@ def test_shared_passes_give_each_statistic_of_the_table(V):
     for name, fn in TOKEN_STATS.items():
         torch.testing.assert_close(got[name], fn(logp, tokens), atol=1e-6, rtol=1e-6, msg=name)
     assert got.top2_gap[0, 0].item() == 0.0
+
+
+def test_statistics_stay_float32_under_autocast():
+    """A sampler under bf16 autocast computes its statistics from float32 log-probs: no entry may drop to bf16."""
+    from urlvr.stats import _log_probs, stats_from_log_probs
+
+    logp = _log_probs(torch.randn(4, 300) * 2, 1.0)
+    tokens = torch.arange(4)
+    want = stats_from_log_probs(logp, tokens, probs=logp.exp())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = stats_from_log_probs(logp, tokens, probs=logp.exp())
+        plain = token_stats(logp[:, None], tokens[:, None])
+    for name in STAT_NAMES:
+        assert got[name].dtype == plain[name].dtype == torch.float32, name
+        assert torch.equal(got[name], want[name]), name

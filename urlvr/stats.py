@@ -90,6 +90,9 @@ def _entropy(logp: Tensor, probs: Tensor | None = None) -> Tensor:
     term is ``0 · (-3.4e38) = 0`` instead of ``nan``.
     """
     p = logp.exp() if probs is None else probs
+    if torch.is_autocast_enabled(logp.device.type):  # a dot product is an autocast op: keep it in float32
+        with torch.autocast(logp.device.type, enabled=False):
+            return -torch.linalg.vecdot(p, logp.clamp(min=torch.finfo(logp.dtype).min))
     return -torch.linalg.vecdot(p, logp.clamp(min=torch.finfo(logp.dtype).min))
 
 

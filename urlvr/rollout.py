@@ -191,12 +191,16 @@ class HFSampler:
 
     Work per rollout: one prompt forward per *distinct* prompt (a group's N copies share it), then per
     step the model's forward on one token per row still generating, and a few ``(B, V)`` passes: one
-    log-softmax (the sampling distribution and all statistics come from it), an inverse-CDF draw
-    against the pre-drawn uniform (on the model's device: no host round trip) and the statistics.
-    With a ``DynamicCache`` (the default of transformers models) the cache lives in buffers
-    allocated once, grown by writing one position per step instead of re-concatenating the whole
-    cache, and rows that have ended are dropped from the batch once they are a quarter of it
-    (:attr:`COMPACT`); other caches are used as they come, every row to the end.
+    log-softmax and its ``exp`` (the sampling distribution and all statistics come from them), an
+    inverse-CDF draw against the pre-drawn uniform (on the model's device: no host round trip) and the
+    statistics (one top-k for the top-2 gap and the confidence). With a ``DynamicCache`` (the default of
+    transformers models) the cache lives in buffers allocated once, grown by writing one position per
+    step instead of re-concatenating the whole cache, and rows that have ended are dropped from the
+    batch once they are a quarter of it (:attr:`COMPACT`); other caches are used as they come, every row
+    to the end. What the model would redo identically at every step is done once per rollout where it
+    is known to be equivalent: the decoding steps' attention mask (:attr:`DECODE_MASK`), LoRA adapters
+    merged into the weights (:attr:`MERGE_LORA`), and under autocast the cache in the autocast dtype
+    (:attr:`AMP_CACHE`); each falls back to the plain path where it does not apply.
     """
 
     SCORE_BATCH = 64

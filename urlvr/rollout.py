@@ -499,49 +499,39 @@ def merged_lora(model) -> Iterator[bool]:
 
     Through a LoRA model every adapted linear layer computes ``W x + s·B(A x)``: two more matrix products
     and a few Python calls per layer and step (SmolLM2-135M LoRA r16 all-linear sampled about 1.45x
-    slower than the full model). Merged (peft's own ``merge(safe_merge=True)``: ``W + s·B A`` into a new
-    tensor) each layer runs once, and the outputs agree up to float rounding. On exit the base
-    weights get back the very tensors they had, so they are bit-identical (peft's ``unmerge`` would
-    subtract the delta again, which rounds); the adapters themselves are never written. Under autocast
-    to a lower precision the merged weights are stored in it: autocast would cast the same values at
-    every step (it caches casts only of weights that require grad, and frozen base weights do not).
+    slower than the full model). Merged, each layer runs once: its base weight becomes a new tensor
+    ``W + s·B A`` (one ``addmm``) and the layer is marked merged, so that peft's forward skips the
+    adapter branch; the outputs agree up to float rounding. On exit the base weights get back the very
+    tensors they had, so they are bit-identical (peft's ``unmerge`` would subtract the delta again,
+    which rounds); the adapters themselves are never written. Under autocast to a lower precision the
+    merged weights are stored in it: autocast would cast the same values at every step (it caches casts
+    only of weights that require grad, and frozen base weights do not).
 
     Yields whether it merged. Anything else runs unchanged: not a peft model, tuners other than LoRA,
-    LoRA layers that are not plain ``nn.Linear`` ones (quantised bases, embeddings), variants (DoRA),
-    adapters already merged or disabled, LoRA dropout active (a model in training mode), or a merge
-    that peft refuses (non-finite weights).
+    several active adapters, LoRA layers that are not plain ``nn.Linear`` ones (quantised bases,
+    embeddings, ``fan_in_fan_out``), variants (DoRA), LoRA biases, adapters already merged or disabled,
+    or LoRA dropout active (a model in training mode).
     """
     layers = _lora_layers(model)
     if not layers:
         yield False
         return
-    saved = [(m, m.get_base_layer().weight.data, getattr(m.get_base_layer().bias, "data", None)) for m in layers]
+    saved = [(m, m.get_base_layer().weight.data) for m in layers]
     dev = saved[0][1].device.type
     amp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+    amp = amp if amp in (torch.bfloat16, torch.float16) else None
     try:
-        try:
-            for m in layers:
-                m.merge(safe_merge=True)
-        except ValueError:  # non-finite merged weights: sample as the plain model does
-            _restore(saved)
-            yield False
-            return
-        if amp is not None and amp != torch.float32:
-            for m, w, _ in saved:
-                if w.dtype == torch.float32:
-                    m.get_base_layer().weight.data = m.get_base_layer().weight.data.to(amp)
+        with torch.no_grad():
+            for m, weight in saved:
+                (a,) = m.active_adapters
+                merged = torch.addmm(weight, m.lora_B[a].weight, m.lora_A[a].weight, alpha=m.scaling[a])  # (out, in)
+                m.get_base_layer().weight.data = merged if amp is None or weight.dtype != torch.float32 else merged.to(amp)
+                m.merged_adapters.append(a)
         yield True
     finally:
-        _restore(saved)
-
-
-def _restore(saved) -> None:
-    for m, weight, bias in saved:
-        base = m.get_base_layer()
-        base.weight.data = weight
-        if bias is not None:
-            base.bias.data = bias
-        del m.merged_adapters[:]
+        for m, weight in saved:
+            m.get_base_layer().weight.data = weight
+            del m.merged_adapters[:]
 
 
 def _lora_layers(model) -> list:
@@ -554,14 +544,15 @@ def _lora_layers(model) -> list:
     except ImportError:
         return []
     active = list(getattr(model, "active_adapters", []) or [])
-    if not active or any(getattr(model.peft_config.get(a), "peft_type", None) != "LORA" for a in active):
+    if len(active) != 1 or getattr(model.peft_config.get(active[0]), "peft_type", None) != "LORA":
         return []
     layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
     for m in layers:
-        if (type(m) is not LoraLinear or type(m.get_base_layer()) is not torch.nn.Linear or m.merged
-                or m.disable_adapters or any(a in getattr(m, "lora_variant", {}) for a in m.active_adapters)
-                or (m.training and any(getattr(m.lora_dropout[a], "p", 0) > 0 for a in m.active_adapters
-                                       if a in m.lora_dropout))):
+        a = m.active_adapters[0] if len(m.active_adapters) == 1 else None
+        if (a is None or a not in m.lora_A or type(m) is not LoraLinear
+                or type(m.get_base_layer()) is not torch.nn.Linear or m.fan_in_fan_out or m.merged
+                or m.disable_adapters or a in getattr(m, "lora_variant", {}) or m.lora_bias.get(a, False)
+                or (m.training and getattr(m.lora_dropout[a], "p", 0) > 0)):
             return []
     return layers
 

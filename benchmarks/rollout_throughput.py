@@ -38,7 +38,8 @@ so ratios are paired by round. Target: urlvr ≥ 1.5× generate.
 Drift (unless ``--no-drift``): one bf16 rollout per model (stop at EOS) and the fp32 teacher-forced forward
 of the same tokens (:func:`urlvr.rollout.completion_logprobs`, no autocast): max and mean absolute
 difference of the per-token log-probs and of the sequence log-probs (sums over each completion),
-beside the same figures for an fp32 rollout (the floor) and, with ``--lora``, for LoRA rollouts.
+beside the same figures for an fp32 rollout (the floor), against a bf16 teacher-forced forward too
+(what a bf16 update would compute) and, with ``--lora``, for LoRA rollouts.
 """
 
 from __future__ import annotations
@@ -283,10 +284,11 @@ def main() -> None:
                                                           r["tps"][f"generate {regime} {precision}"])]) for r in rows]
             print(f"urlvr/generate, {name}, {precision}: {min(s):.2f}x to {max(s):.2f}x (target >= 1.5x)")
     if drift:
-        print("\nlog-prob drift of the rollout against the fp32 teacher-forced forward of the same tokens "
-              "(abs differences over generated tokens; sequence = sum over a completion)")
-        print(f"{'model':<8} {'rollout':<22} {'tokens':>6}  {'token max':>10} {'token mean':>10}  {'seq max':>10} "
-              f"{'seq mean':>10}  {'|seq logp| mean':>15}")
+        print("\nlog-prob drift of the rollout against a teacher-forced forward of the same tokens, fp32 (the "
+              "reference) or bf16 autocast (a bf16 update's view); abs differences over generated tokens, sequence = "
+              "sum over a completion")
+        print(f"{'model':<8} {'rollout':<20} {'against':<13} {'tokens':>6}  {'token max':>10} {'token mean':>10}  "
+              f"{'seq max':>10} {'seq mean':>10}  {'|seq logp| mean':>15}")
         print("\n".join(drift))
     print(f"\nmachine at the end: {machine()}")
 
@@ -319,14 +321,15 @@ def drift_lines(size, model, tok, lora, stop, real, args) -> list[str]:
         with autocast("bf16" if "bf16" in name else "fp32"):
             batch = sampler.generate(prompts, settings, seed=seeds)
         ids, att, P = pack(batch.prompt_ids, batch.tokens, batch.mask, sampler.pad_id)
-        with torch.no_grad():
-            ref, _ = completion_logprobs(m, ids, att, P, batch.tokens, 1.0)  # (B, T) fp32, no autocast
         mask = batch.mask
-        tok_diff = (batch.logprob - ref).abs()[mask]
         seq = (batch.logprob * mask).sum(1)
-        seq_diff = (seq - (ref * mask).sum(1)).abs()
-        lines.append(f"{size:<8} {name:<22} {int(mask.sum()):>6}  {tok_diff.max():>10.2e} {tok_diff.mean():>10.2e}  "
-                     f"{seq_diff.max():>10.2e} {seq_diff.mean():>10.2e}  {seq.abs().mean():>15.2f}")
+        for ref_name in ("fp32", "bf16") if "bf16" in name else ("fp32",):
+            with torch.no_grad(), autocast(ref_name):
+                ref, _ = completion_logprobs(m, ids, att, P, batch.tokens, 1.0)  # (B, T), teacher-forced
+            tok_diff = (batch.logprob - ref.float()).abs()[mask]
+            seq_diff = (seq - (ref.float() * mask).sum(1)).abs()
+            lines.append(f"{size:<8} {name:<20} {ref_name + ' forward':<13} {int(mask.sum()):>6}  {tok_diff.max():>10.2e} "
+                         f"{tok_diff.mean():>10.2e}  {seq_diff.max():>10.2e} {seq_diff.mean():>10.2e}  {seq.abs().mean():>15.2f}")
     return lines
 
 

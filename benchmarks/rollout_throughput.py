@@ -59,7 +59,7 @@ NEVER = (-1,)
 
 
 def load_rollout(path: str, stats: str | None = None):
-    """Another version of ``urlvr/rollout.py``, imported from a file; with ``stats``, its ``urlvr.stats`` is that file."""
+    """Another version of ``urlvr/rollout.py``, imported from a file; with ``stats``, the ``urlvr.stats`` it imports."""
     saved = sys.modules.get("urlvr.stats")
     if stats:
         spec = importlib.util.spec_from_file_location("stats_before", stats)
@@ -84,7 +84,7 @@ def prompts_for(batch: int, group: int = 8) -> list[str]:
 
 
 def real_prompts(tok, n: int, group: int = 8) -> list[str]:
-    """``n`` MATH-500 problems through the model's chat template (as urlvr's recipes render them), ``group`` copies each."""
+    """``n`` MATH-500 problems through the model's chat template (as the recipes render them), ``group`` copies each."""
     if not MATH500.is_file():
         return prompts_for(n * group, group)
     from urlvr.prompts import Renderer
@@ -181,7 +181,7 @@ def main() -> None:
                             out = m.generate(**enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
                                              max_new_tokens=n, eos_token_id=eos, pad_token_id=tok.pad_token_id)
                         new = out[:, enc["input_ids"].shape[1]:]  # (B, n)
-                        ended = torch.isin(new, torch.tensor(stop)) if regime == "eos" else torch.zeros_like(new, dtype=torch.bool)
+                        ended = torch.isin(new, torch.tensor(stop if regime == "eos" else NEVER))
                         lengths = torch.where(ended.any(1), ended.int().argmax(1) + 1, new.shape[1])  # (B,)
                         counts.setdefault(key, []).append(int(lengths.sum()))
                     return run
@@ -313,7 +313,8 @@ def drift_lines(size, model, tok, lora, stop, real, args) -> list[str]:
     seeds = [i // 8 for i in range(len(prompts))]
     arms = [("fp32", model, True), ("bf16 autocast", model, True)]
     if lora is not None:
-        arms += [("lora fp32 merged", lora, True), ("lora bf16 merged", lora, True), ("lora bf16 unmerged", lora, False)]
+        arms += [("lora fp32 merged", lora, True), ("lora bf16 merged", lora, True),
+                 ("lora bf16 unmerged", lora, False)]
     lines = []
     for name, m, merge in arms:
         sampler = HFSampler(m, tok, stop_ids=stop)
@@ -328,8 +329,9 @@ def drift_lines(size, model, tok, lora, stop, real, args) -> list[str]:
                 ref, _ = completion_logprobs(m, ids, att, P, batch.tokens, 1.0)  # (B, T), teacher-forced
             tok_diff = (batch.logprob - ref.float()).abs()[mask]
             seq_diff = (seq - (ref.float() * mask).sum(1)).abs()
-            lines.append(f"{size:<8} {name:<20} {ref_name + ' forward':<13} {int(mask.sum()):>6}  {tok_diff.max():>10.2e} "
-                         f"{tok_diff.mean():>10.2e}  {seq_diff.max():>10.2e} {seq_diff.mean():>10.2e}  {seq.abs().mean():>15.2f}")
+            lines.append(f"{size:<8} {name:<20} {ref_name + ' forward':<13} {int(mask.sum()):>6}  "
+                         f"{tok_diff.max():>10.2e} {tok_diff.mean():>10.2e}  {seq_diff.max():>10.2e} "
+                         f"{seq_diff.mean():>10.2e}  {seq.abs().mean():>15.2f}")
     return lines
 
 

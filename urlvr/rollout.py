@@ -524,8 +524,11 @@ def merged_lora(model) -> Iterator[bool]:
         with torch.no_grad():
             for m, weight in saved:
                 (a,) = m.active_adapters
-                merged = torch.addmm(weight, m.lora_B[a].weight, m.lora_A[a].weight, alpha=m.scaling[a])  # (out, in)
-                m.get_base_layer().weight.data = merged if amp is None or weight.dtype != torch.float32 else merged.to(amp)
+                B, A = m.lora_B[a].weight.to(weight.dtype), m.lora_A[a].weight.to(weight.dtype)  # (out, r), (r, in)
+                merged = torch.addmm(weight, B, A, alpha=m.scaling[a])  # (out, in): W + s·B A
+                if amp is not None and weight.dtype == torch.float32:
+                    merged = merged.to(amp)
+                m.get_base_layer().weight.data = merged
                 m.merged_adapters.append(a)
         yield True
     finally:

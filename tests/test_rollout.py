@@ -217,3 +217,20 @@ def test_lora_rollout_merges_adapters_and_leaves_every_weight_bit_identical(tiny
     # and the restored model computes what it computed before
     again = plain.generate(prompts, settings, seed=[1, 2, 3] * 3)
     _same_batches(again, want)
+
+
+def test_bf16_autocast_rollout_keeps_its_cache_in_bf16_with_the_plain_paths_bits(tiny_model):
+    """Under bf16 autocast the buffered cache stores keys and values in bf16 (attention would cast them at every
+    step): the same tokens and statistics as the plain path, which keeps them in float32."""
+    model, tok = load_model(tiny_model, device="cpu")
+    prompts, settings = ["3+4\n", "12+7\n", "5+5\n", "123+4\n"] * 3, SamplingSettings(temperature=0.9, max_new_tokens=12)
+    plain = HFSampler(model, tok)
+    plain.AMP_CACHE = plain.DECODE_MASK = False
+    fast = HFSampler(model, tok)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fast._cache_dtype() == torch.bfloat16 and plain._cache_dtype() is None
+        want = plain.generate(prompts, settings, seed=7)
+        got = fast.generate(prompts, settings, seed=7)
+    assert fast._cache_dtype() is None  # float32 outside autocast
+    _same_batches(got, want)
+    assert all(v.dtype == torch.float32 for v in got.stats.values())

@@ -223,7 +223,8 @@ def test_bf16_autocast_rollout_keeps_its_cache_in_bf16_with_the_plain_paths_bits
     """Under bf16 autocast the buffered cache stores keys and values in bf16 (attention would cast them at every
     step): the same tokens and statistics as the plain path, which keeps them in float32."""
     model, tok = load_model(tiny_model, device="cpu")
-    prompts, settings = ["3+4\n", "12+7\n", "5+5\n", "123+4\n"] * 3, SamplingSettings(temperature=0.9, max_new_tokens=12)
+    prompts = ["3+4\n", "12+7\n", "5+5\n", "123+4\n"] * 3
+    settings = SamplingSettings(temperature=0.9, max_new_tokens=12)
     plain = HFSampler(model, tok)
     plain.AMP_CACHE = plain.DECODE_MASK = False
     fast = HFSampler(model, tok)

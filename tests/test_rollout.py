@@ -135,3 +135,103 @@ def test_embeddings_are_the_mean_final_state_of_the_fed_completion_tokens(tiny_m
         want = hs[i, fed].mean(0) if fed else torch.zeros(model.config.hidden_size)  # an empty text: zeros
         torch.testing.assert_close(batch.embeddings[i], want, atol=1e-4, rtol=1e-4)
     assert sampler.token_texts(tok("1+2", add_special_tokens=False)["input_ids"]) == ["1", "+", "2"]
+
+
+def _same_batches(a, b, atol=0.0):
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.mask, b.mask) and torch.equal(a.truncated, b.truncated)
+    assert a.texts == b.texts
+    for name in STAT_NAMES:
+        torch.testing.assert_close(a.stats[name], b.stats[name], atol=atol, rtol=0, msg=name)
+
+
+def test_decode_mask_gives_the_plain_paths_tokens_and_statistics(tiny_model):
+    """The 4D mask built once per rollout (DECODE_MASK) changes no token and no statistic, whatever the batch does.
+
+    Prompts of different lengths (left padding the mask must keep out), rows ending at EOS and dropped from
+    the batch mid-rollout (the mask's rows follow), greedy, top-p and embeddings.
+    """
+    model, tok = load_model(tiny_model, device="cpu")
+    prompts = ["3+4\n", "12+7\n", "5+5\n", "9+9=", "1+1\n", "123+4\n"] * 4
+    seeds = [i % 5 for i in range(len(prompts))]
+    fed = []  # (rank of the attention mask, rows) of every decoding forward
+    hook = model.model.register_forward_pre_hook(
+        lambda m, args, kw: fed.append((kw["attention_mask"].dim(), kw["input_ids"].shape[0]))
+        if kw["input_ids"].shape[1] == 1 else None, with_kwargs=True)
+    try:
+        for settings in (SamplingSettings(temperature=0.7, max_new_tokens=14),
+                         SamplingSettings(top_p=0.8, max_new_tokens=12, embed=True),
+                         SamplingSettings(greedy=True, max_new_tokens=6)):
+            plain = HFSampler(model, tok)
+            plain.DECODE_MASK = False
+            fed.clear()
+            want = plain.generate(prompts, settings, seed=seeds)
+            assert {d for d, _ in fed} == {2}
+            fed.clear()
+            got = HFSampler(model, tok).generate(prompts, settings, seed=seeds)
+            assert {d for d, _ in fed} == {4}  # the fast path really ran
+            if not settings.greedy:
+                assert fed[-1][1] < len(prompts)  # rows that ended were dropped from the batch, and the mask's too
+            _same_batches(got, want)
+            if settings.embed:
+                torch.testing.assert_close(got.embeddings, want.embeddings, atol=0, rtol=0)
+        # one prompt repeated: no padding, so the model builds (skips) its own mask as in the plain path
+        fed.clear()
+        HFSampler(model, tok).generate(["3+4\n"] * 4, SamplingSettings(max_new_tokens=4), seed=1)
+        assert {d for d, _ in fed} == {2}
+    finally:
+        hook.remove()
+
+
+def test_lora_rollout_merges_adapters_and_leaves_every_weight_bit_identical(tiny_model):
+    """A peft LoRA policy samples with merged adapters: same tokens, statistics within float rounding, the
+    adapter branch never runs, and afterwards every weight (adapters and base) is bit-identical, in fp32 and
+    under bf16 autocast."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = load_model(tiny_model, device="cpu")
+    policy = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
+                                              init_lora_weights=False)).eval()  # random B: a nonzero update
+    weights = {k: v.clone() for k, v in policy.state_dict().items()}
+    storage = {k: v.data_ptr() for k, v in policy.state_dict().items()}
+    trainable = [n for n, p in policy.named_parameters() if p.requires_grad]
+    lora_calls = []
+    hooks = [m.register_forward_hook(lambda *a: lora_calls.append(1)) for n, m in policy.named_modules()
+             if n.endswith("lora_A.default")]
+    prompts, settings = ["3+4\n", "12+7\n", "5+5\n"] * 3, SamplingSettings(temperature=0.8, max_new_tokens=10)
+    plain = HFSampler(policy, tok)
+    plain.MERGE_LORA = False
+    want = plain.generate(prompts, settings, seed=[1, 2, 3] * 3)
+    assert lora_calls  # the plain path runs the adapters
+    lora_calls.clear()
+    got = HFSampler(policy, tok).generate(prompts, settings, seed=[1, 2, 3] * 3)
+    assert not lora_calls  # merged: the adapter branch never ran
+    _same_batches(got, want, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        HFSampler(policy, tok).generate(prompts, settings, seed=4)
+    for h in hooks:
+        h.remove()
+    after = policy.state_dict()
+    assert all(torch.equal(after[k], v) and after[k].data_ptr() == storage[k] for k, v in weights.items())
+    assert [n for n, p in policy.named_parameters() if p.requires_grad] == trainable
+    assert not any(getattr(m, "merged", False) for m in policy.modules())
+    # and the restored model computes what it computed before
+    again = plain.generate(prompts, settings, seed=[1, 2, 3] * 3)
+    _same_batches(again, want)
+
+
+def test_bf16_autocast_rollout_keeps_its_cache_in_bf16_with_the_plain_paths_bits(tiny_model):
+    """Under bf16 autocast the buffered cache stores keys and values in bf16 (attention would cast them at every
+    step): the same tokens and statistics as the plain path, which keeps them in float32."""
+    model, tok = load_model(tiny_model, device="cpu")
+    prompts = ["3+4\n", "12+7\n", "5+5\n", "123+4\n"] * 3
+    settings = SamplingSettings(temperature=0.9, max_new_tokens=12)
+    plain = HFSampler(model, tok)
+    plain.AMP_CACHE = plain.DECODE_MASK = False
+    fast = HFSampler(model, tok)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fast._cache_dtype() == torch.bfloat16 and plain._cache_dtype() is None
+        want = plain.generate(prompts, settings, seed=7)
+        got = fast.generate(prompts, settings, seed=7)
+    assert fast._cache_dtype() is None  # float32 outside autocast
+    _same_batches(got, want)
+    assert all(v.dtype == torch.float32 for v in got.stats.values())

@@ -135,3 +135,40 @@ def test_masked_mean():
     torch.testing.assert_close(masked_mean(x, m, dim=1), torch.tensor([1.5, 5.0]))
     torch.testing.assert_close(masked_mean(x, m.float(), dim=1), torch.tensor([1.5, 5.0]))
     assert masked_mean(x, torch.zeros_like(m)).item() == 0.0
+
+
+@pytest.mark.parametrize("V", [100, 49152, 49152 + 77])
+def test_shared_passes_give_each_statistic_of_the_table(V):
+    """stats_from_log_probs (one top-k, by blocks on a large vocabulary; the caller's probabilities) equals each
+    TOKEN_STATS entry computed on its own, with ties at the top and -inf entries."""
+    from urlvr.stats import TOKEN_STATS, _log_probs, _top_values, stats_from_log_probs
+
+    g = torch.Generator().manual_seed(V)
+    z = torch.randn(3, 4, V, generator=g) * 3
+    z[0, 0, :5] = 30.0  # a five-way tie for the top
+    z[1, :, 7::11] = float("-inf")
+    z[2, 1, V // 2] = 40.0  # one block holds everything
+    logp = _log_probs(z, 0.8)
+    tokens = torch.randint(0, 5, (3, 4), generator=g)
+    for k in (1, 2, 20):
+        assert torch.equal(_top_values(logp, k), logp.topk(k, dim=-1).values)
+    got = stats_from_log_probs(logp, tokens, probs=logp.exp())
+    assert list(got) == list(TOKEN_STATS)
+    for name, fn in TOKEN_STATS.items():
+        torch.testing.assert_close(got[name], fn(logp, tokens), atol=1e-6, rtol=1e-6, msg=name)
+    assert got.top2_gap[0, 0].item() == 0.0
+
+
+def test_statistics_stay_float32_under_autocast():
+    """A sampler under bf16 autocast computes its statistics from float32 log-probs: no entry may drop to bf16."""
+    from urlvr.stats import _log_probs, stats_from_log_probs
+
+    logp = _log_probs(torch.randn(4, 300) * 2, 1.0)
+    tokens = torch.arange(4)
+    want = stats_from_log_probs(logp, tokens, probs=logp.exp())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = stats_from_log_probs(logp, tokens, probs=logp.exp())
+        plain = token_stats(logp[:, None], tokens[:, None])
+    for name in STAT_NAMES:
+        assert got[name].dtype == plain[name].dtype == torch.float32, name
+        assert torch.equal(got[name], want[name]), name

@@ -18,7 +18,8 @@ backends (vLLM) plug in behind the same two calls without changes to the trainer
 from __future__ import annotations
 
 import inspect
-from typing import Protocol, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Iterator, Protocol, Sequence
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -30,7 +31,7 @@ from urlvr.stats import STAT_NAMES, TokenStats, _log_probs, sampled_logprobs, st
 from urlvr.types import RolloutBatch, SamplingSettings
 
 __all__ = ["SamplingSettings", "RolloutBatch", "Sampler", "HFSampler", "pack", "completion_logprobs", "score_tokens",
-           "LOGIT_BUDGET"]
+           "LOGIT_BUDGET", "merged_lora"]
 
 
 class Sampler(Protocol):
@@ -190,12 +191,16 @@ class HFSampler:
 
     Work per rollout: one prompt forward per *distinct* prompt (a group's N copies share it), then per
     step the model's forward on one token per row still generating, and a few ``(B, V)`` passes: one
-    log-softmax (the sampling distribution and all statistics come from it), an inverse-CDF draw
-    against the pre-drawn uniform (on the model's device: no host round trip) and the statistics.
-    With a ``DynamicCache`` (the default of transformers models) the cache lives in buffers
-    allocated once, grown by writing one position per step instead of re-concatenating the whole
-    cache, and rows that have ended are dropped from the batch once they are a quarter of it
-    (:attr:`COMPACT`); other caches are used as they come, every row to the end.
+    log-softmax and its ``exp`` (the sampling distribution and all statistics come from them), an
+    inverse-CDF draw against the pre-drawn uniform (on the model's device: no host round trip) and the
+    statistics (one top-k for the top-2 gap and the confidence). With a ``DynamicCache`` (the default of
+    transformers models) the cache lives in buffers allocated once, grown by writing one position per
+    step instead of re-concatenating the whole cache, and rows that have ended are dropped from the
+    batch once they are a quarter of it (:attr:`COMPACT`); other caches are used as they come, every row
+    to the end. What the model would redo identically at every step is done once per rollout where it
+    is known to be equivalent: the decoding steps' attention mask (:attr:`DECODE_MASK`), LoRA adapters
+    merged into the weights (:attr:`MERGE_LORA`), and under autocast the cache in the autocast dtype
+    (:attr:`AMP_CACHE`); each falls back to the plain path where it does not apply.
     """
 
     SCORE_BATCH = 64
@@ -203,6 +208,13 @@ class HFSampler:
     COMPACT = 0.75
     """Drop ended rows from the decoding batch once at most this share of it is still generating
     (each drop copies the cache once)."""
+    DECODE_MASK = True
+    """Pass the decoding steps' 4D attention mask, built once per rollout (see :meth:`_decode_mask`);
+    False: the model builds it from the 2D mask at every step."""
+    MERGE_LORA = True
+    """Sample from a peft LoRA model with its adapters merged into the weights (see :func:`merged_lora`)."""
+    AMP_CACHE = True
+    """Under autocast, keep the cache in the autocast dtype (see :meth:`_cache_dtype`)."""
 
     def __init__(self, model, tokenizer, batch_size: int = 1024, stop_ids: Sequence[int] | None = None):
         self.model = model
@@ -226,8 +238,14 @@ class HFSampler:
             raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
         gens = {s: torch.Generator(device="cpu").manual_seed(int(s) % (2**63)) for s in dict.fromkeys(seeds)}
         enc = self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
-        parts = [self._generate_chunk(enc[i : i + self.batch_size], settings, seeds[i : i + self.batch_size], gens)
-                 for i in range(0, len(enc), self.batch_size)]
+        dev = self.device.type
+        # inference mode (the returned tensors go through _concat, which makes normal tensors of them) skips
+        # autocast's weight-cast cache: under autocast every step would cast every weight again (SmolLM2 bf16:
+        # a 576x1536 linear of 32 rows 0.50 ms instead of 0.23 ms), so there no_grad, which keeps the cache
+        grad_off = torch.no_grad() if torch.is_autocast_enabled(dev) else torch.inference_mode()
+        with grad_off, merged_lora(self.model) if self.MERGE_LORA else nullcontext():
+            parts = [self._generate_chunk(enc[i : i + self.batch_size], settings, seeds[i : i + self.batch_size], gens)
+                     for i in range(0, len(enc), self.batch_size)]
         return _concat(parts, enc, self.tokenizer, self.pad_id)
 
     def score(self, prompts: list[str], continuations: Sequence[Sequence[int] | str],
@@ -275,12 +293,11 @@ class HFSampler:
         attn = torch.tensor([[0] * (P - len(p)) + [1] * len(p) for p in prompts], device=self.device)  # (U, P)
         pos = (attn.cumsum(-1) - 1).clamp(min=0)  # (U, P)
         cache, logits = self._forward(input_ids=ids, attention_mask=attn, position_ids=pos)
-        selectable = _preallocate(cache, P + T, rows)
+        selectable = _preallocate(cache, P + T, rows, self._cache_dtype())
         if rows is None:
             return cache, logits, attn, pos, selectable
         return (cache, logits[rows], attn[rows], pos[rows], True) if selectable else None
 
-    @torch.inference_mode()  # the returned tensors go through _concat, which makes normal tensors of them
     def _generate_chunk(self, prompt_ids: list[list[int]], s: SamplingSettings, seeds: list[int],
                         gens: dict[int, torch.Generator]):
         dev, B, T = self.device, len(prompt_ids), s.max_new_tokens
@@ -288,57 +305,113 @@ class HFSampler:
         cache, logits, prompt_attn, pos, compactable = self._prefill(prompt_ids, T)  # rows in batch order
         P = prompt_attn.shape[1]
         attn = torch.cat([prompt_attn, prompt_attn.new_ones((B, T))], dim=1)  # (B, P+T)
-        next_pos = pos[:, -1:] + 1  # (B, 1)
-        # outputs in batch order; the decoding state below holds only the rows still in the batch
-        out = {k: torch.zeros((B, T), dtype=torch.float32, device=dev) for k in STAT_NAMES}
+        mask4 = self._decode_mask(attn, cache)  # (B, 1, 1, P+T) or None: the model builds its mask from attn
+        positions = pos[:, -1:] + torch.arange(1, T + 1, device=dev)  # (B, T): of the token fed after step t
+        # outputs in batch order, step-major so that a step writes one contiguous block; the decoding
+        # state below holds only the rows still in the batch (rows = None: all of them, in order)
+        out = torch.zeros((T, len(STAT_NAMES), B), dtype=torch.float32, device=dev)  # (T, S, B)
+        toks = torch.full((T, B), self.pad_id, dtype=torch.long, device=dev)  # (T, B)
         stop = torch.tensor(self.stop_ids, dtype=torch.long, device=dev)  # (S,)
-        toks = torch.full((B, T), self.pad_id, dtype=torch.long, device=dev)  # (B, T)
-        mask = torch.zeros((B, T), dtype=torch.bool, device=dev)  # (B, T)
-        rows = torch.arange(B, device=dev)  # (b,) batch rows still decoding
+        rows = None  # (b,) batch rows still decoding, once some were dropped
         done = torch.zeros(B, dtype=torch.bool, device=dev)  # (b,) ended, not yet dropped
         emb = emb_n = None  # embed: sum of fed tokens' final states (B, H) and their count (B,)
         n = 0
         for t in range(T):
             logp = _log_probs(logits, s.temperature)  # (b, V), log p_t: the step's one softmax
+            probs = logp.exp()  # (b, V): the sampling distribution, and the entropy's weights
             if s.greedy:
                 tok = logits.argmax(-1)  # (b,)
             else:
-                tok = _inverse_cdf(_top_p_filter(logp.exp(), s.top_p), uniform[:, t])  # (b,)
-            st = stats_from_log_probs(logp, tok)
-            tok = tok.masked_fill_(done, self.pad_id)
-            pooled = ~done & ~torch.isin(tok, stop)  # (b,) this token is part of the completion's text
-            toks[:, t].index_copy_(0, rows, tok)
-            mask[:, t].index_copy_(0, rows, ~done)
-            for k, v in st.items():
-                out[k][:, t].index_copy_(0, rows, v)
-            done |= torch.isin(tok, stop)
-            n, live = t + 1, int((~done).sum())
-            if n == T or live == 0:
+                tok = _inverse_cdf(_top_p_filter(probs, s.top_p), uniform[:, t])  # (b,)
+            st = torch.stack(list(stats_from_log_probs(logp, tok, probs=probs).values()))  # (S, b)
+            if t:
+                tok.masked_fill_(done, self.pad_id)
+            stopped = torch.isin(tok, stop)  # (b,)
+            if rows is None:
+                toks[t], out[t] = tok, st
+            else:
+                toks[t].index_copy_(0, rows, tok)
+                out[t].index_copy_(1, rows, st)
+            pooled = ~(done | stopped) if s.embed else None  # (b,) this token is part of the completion's text
+            done |= stopped
+            n, ended = t + 1, int(done.sum())
+            if n == T or ended == done.shape[0]:
                 break
-            if compactable and live <= self.COMPACT * len(rows):  # stop computing ended rows
+            if compactable and done.shape[0] - ended <= self.COMPACT * done.shape[0]:  # stop computing ended rows
                 keep = (~done).nonzero().squeeze(1)  # (b',)
                 cache.batch_select_indices(keep)
-                rows, done, tok, attn, next_pos = rows[keep], done[keep], tok[keep], attn[keep], next_pos[keep]
+                rows = keep if rows is None else rows[keep]
+                done, tok, attn, positions = done[keep], tok[keep], attn[keep], positions[keep]
                 uniform = None if uniform is None else uniform[keep]
-                pooled = pooled[keep]
-            step = self._forward(input_ids=tok[:, None], attention_mask=attn[:, : P + n], position_ids=next_pos,
-                                 past_key_values=cache, hidden=s.embed)
+                pooled = None if pooled is None else pooled[keep]
+                mask4 = None if mask4 is None else self._decode_mask(attn, cache)
+            step = self._forward(input_ids=tok[:, None], position_ids=positions[:, t : t + 1], past_key_values=cache,
+                                 attention_mask=attn[:, : P + n] if mask4 is None else mask4[..., : P + n],
+                                 hidden=s.embed)
             cache, logits = step[0], step[1]
             if s.embed:
                 if emb is None:
                     emb, emb_n = step[2].new_zeros((B, step[2].shape[1])), step[2].new_zeros(B)
-                emb.index_add_(0, rows, step[2] * pooled[:, None])  # (B, H)
-                emb_n.index_add_(0, rows, pooled.float())
-            next_pos = next_pos + 1
-        mask = mask[:, :n]
-        toks = toks[:, :n]
-        stats = {k: v[:, :n].masked_fill_(~mask, 0.0).cpu() for k, v in out.items()}  # each (B, n); 0 after the end
-        ended = (torch.isin(toks, stop) & mask).any(1)  # (B,)
+                idx = torch.arange(B, device=dev) if rows is None else rows
+                emb.index_add_(0, idx, step[2] * pooled[:, None])  # (B, H)
+                emb_n.index_add_(0, idx, pooled.float())
+        toks = toks[:n].T.contiguous()  # (B, n)
+        stopped = torch.isin(toks, stop)  # (B, n)
+        mask = (stopped.cumsum(1) - stopped.long()) == 0  # (B, n): up to and including the first stop token
+        out = out[:n].permute(2, 1, 0).masked_fill_(~mask[:, None, :], 0.0)  # (B, S, n); 0 after the end
+        stats = {k: out[:, i].contiguous().cpu() for i, k in enumerate(STAT_NAMES)}  # each (B, n)
+        ended = (stopped & mask).any(1)  # (B,)
         result = {"stats": stats, "tok": toks.cpu(), "mask": mask.cpu(), "truncated": (~ended).cpu()}
         if s.embed:
             H = self.model.config.get_text_config().hidden_size
             result["emb"] = torch.zeros((B, H)) if emb is None else (emb / emb_n.clamp(min=1)[:, None]).cpu()
         return result
+
+    def _decode_mask(self, attn: torch.Tensor, cache) -> torch.Tensor | None:
+        """The 4D attention mask of every decoding step at once, ``(b, 1, 1, P+T)`` boolean, or None.
+
+        With one query token per row and a cache that holds exactly the positions seen so far, the mask
+        that transformers builds (``create_causal_mask``, SDPA) is the padding mask ``attn[:, None, None,
+        :P+n]``: causality excludes nothing. Passing a slice of it skips the model's per-step mask building
+        (about 10 % of a step of the tiny testbed model); the model takes a 4D mask as it is. Only for
+        :data:`LLAMA_LIKE` models with SDPA and a cache of plain full-attention layers (no sliding window),
+        and only when some row has padding: without padding transformers passes no mask at all, and the
+        plain path keeps its kernels (and its bits).
+        """
+        if not self.DECODE_MASK or bool(attn.all()) or self._attention() != "sdpa":
+            return None
+        layers = getattr(cache, "layers", None)
+        if layers is None or not all(type(layer) in (DynamicLayer, _BufferedLayer) for layer in layers):
+            return None
+        return attn.bool()[:, None, None, :]
+
+    def _attention(self) -> str | None:
+        """The attention implementation of a :data:`LLAMA_LIKE` model, else None."""
+        cfg = getattr(self.model, "config", None)
+        if cfg is None or getattr(cfg, "model_type", None) not in LLAMA_LIKE:
+            return None
+        return getattr(cfg.get_text_config(), "_attn_implementation", None)
+
+    def _cache_dtype(self) -> torch.dtype | None:
+        """Under autocast to a lower precision: that dtype, for the keys and values of the buffered cache.
+
+        Llama-like attention (SDPA or eager) reads the cache only through autocast ops, which cast it to the
+        autocast dtype, the whole cache again per layer and step; the keys reach the cache in float32
+        (rotary embeddings in float32 promote them). Stored already cast (the same rounding, once per
+        token), attention sees the same bits (SmolLM2 bf16: the casts were a third of a step's time).
+        None otherwise: float32, other models, ``AMP_CACHE`` off.
+        """
+        dev = self.device.type
+        if not self.AMP_CACHE or not torch.is_autocast_enabled(dev) or self._attention() not in ("sdpa", "eager"):
+            return None
+        dtype = torch.get_autocast_dtype(dev)
+        return dtype if dtype in (torch.bfloat16, torch.float16) else None
+
+
+LLAMA_LIKE = frozenset({"llama", "mistral", "qwen2", "qwen3", "olmo2", "granite", "gemma", "phi3", "smollm3"})
+"""Model types whose decoder uses its 2D attention mask only to build the causal mask (``create_causal_mask``)
+and reads its cache only in the attention function: :meth:`HFSampler._decode_mask` may pass the 4D mask
+itself, and :meth:`HFSampler._cache_dtype` may store the cache in the autocast dtype."""
 
 
 def _uniforms(seeds: list[int], T: int, gens: dict[int, torch.Generator]) -> torch.Tensor:
@@ -370,12 +443,17 @@ class _BufferedLayer(DynamicLayer):
     sees exactly what a growing cache would hold, without a ``torch.cat`` of the whole cache per step.
     """
 
-    def fill(self, capacity: int, rows: torch.Tensor | None = None) -> None:
-        """Move the keys and values (of ``rows``, else all) into buffers of ``capacity`` positions."""
+    def fill(self, capacity: int, rows: torch.Tensor | None = None, dtype: torch.dtype | None = None) -> None:
+        """Move the keys and values (of ``rows``, else all) into buffers of ``capacity`` positions.
+
+        ``dtype``: store float32 keys and values in this lower precision (see :meth:`HFSampler._cache_dtype`).
+        """
         keys, values = (self.keys, self.values) if rows is None else (self.keys[rows], self.values[rows])
         n = keys.shape[-2]
-        self._k = keys.new_empty((*keys.shape[:-2], capacity, keys.shape[-1]))
-        self._v = values.new_empty((*values.shape[:-2], capacity, values.shape[-1]))
+        kd = dtype if dtype is not None and keys.dtype == torch.float32 else keys.dtype
+        vd = dtype if dtype is not None and values.dtype == torch.float32 else values.dtype
+        self._k = keys.new_empty((*keys.shape[:-2], capacity, keys.shape[-1]), dtype=kd)
+        self._v = values.new_empty((*values.shape[:-2], capacity, values.shape[-1]), dtype=vd)
         self._k[..., :n, :].copy_(keys)
         self._v[..., :n, :].copy_(values)
         self.keys, self.values = self._k[..., :n, :], self._v[..., :n, :]
@@ -396,11 +474,12 @@ class _BufferedLayer(DynamicLayer):
         self.keys, self.values = self._k[..., :n, :], self._v[..., :n, :]
 
 
-def _preallocate(cache, capacity: int, rows: torch.Tensor | None = None) -> bool:
+def _preallocate(cache, capacity: int, rows: torch.Tensor | None = None, dtype: torch.dtype | None = None) -> bool:
     """Turn the plain ``DynamicLayer`` layers of ``cache`` into :class:`_BufferedLayer` of ``capacity``.
 
-    ``rows`` (B,): the cache rows to keep, in order (repeats allowed). Returns False, changing
-    nothing, unless every layer is of a ``DynamicLayer`` kind, whose rows can be selected.
+    ``rows`` (B,): the cache rows to keep, in order (repeats allowed); ``dtype``: see
+    :meth:`_BufferedLayer.fill`. Returns False, changing nothing, unless every layer is of a
+    ``DynamicLayer`` kind, whose rows can be selected.
     """
     layers = getattr(cache, "layers", None)
     if not layers or not all(isinstance(layer, DynamicLayer) for layer in layers):
@@ -408,10 +487,77 @@ def _preallocate(cache, capacity: int, rows: torch.Tensor | None = None) -> bool
     for layer in layers:
         if type(layer) is DynamicLayer and layer.is_initialized and layer.keys is not None and layer.keys.dim() == 4:
             layer.__class__ = _BufferedLayer
-            layer.fill(capacity, rows)
+            layer.fill(capacity, rows, dtype)
         elif rows is not None:
             layer.batch_select_indices(rows)
     return True
+
+
+@contextmanager
+def merged_lora(model) -> Iterator[bool]:
+    """Within the block, a peft LoRA ``model`` runs with its adapters merged into the base weights.
+
+    Through a LoRA model every adapted linear layer computes ``W x + s·B(A x)``: two more matrix products
+    and a few Python calls per layer and step (SmolLM2-135M LoRA r16 all-linear sampled about 1.45x
+    slower than the full model). Merged, each layer runs once: its base weight becomes a new tensor
+    ``W + s·B A`` (one ``addmm``) and the layer is marked merged, so that peft's forward skips the
+    adapter branch; the outputs agree up to float rounding. On exit the base weights get back the very
+    tensors they had, so they are bit-identical (peft's ``unmerge`` would subtract the delta again,
+    which rounds); the adapters themselves are never written. Under autocast to a lower precision the
+    merged weights are stored in it: autocast would cast the same values at every step (it caches casts
+    only of weights that require grad, and frozen base weights do not).
+
+    Yields whether it merged. Anything else runs unchanged: not a peft model, tuners other than LoRA,
+    several active adapters, LoRA layers that are not plain ``nn.Linear`` ones (quantised bases,
+    embeddings, ``fan_in_fan_out``), variants (DoRA), LoRA biases, adapters already merged or disabled,
+    or LoRA dropout active (a model in training mode).
+    """
+    layers = _lora_layers(model)
+    if not layers:
+        yield False
+        return
+    saved = [(m, m.get_base_layer().weight.data) for m in layers]
+    dev = saved[0][1].device.type
+    amp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+    amp = amp if amp in (torch.bfloat16, torch.float16) else None
+    try:
+        with torch.no_grad():
+            for m, weight in saved:
+                (a,) = m.active_adapters
+                B, A = m.lora_B[a].weight.to(weight.dtype), m.lora_A[a].weight.to(weight.dtype)  # (out, r), (r, in)
+                merged = torch.addmm(weight, B, A, alpha=m.scaling[a])  # (out, in): W + s·B A
+                if amp is not None and weight.dtype == torch.float32:
+                    merged = merged.to(amp)
+                m.get_base_layer().weight.data = merged
+                m.merged_adapters.append(a)
+        yield True
+    finally:
+        for m, weight in saved:
+            m.get_base_layer().weight.data = weight
+            del m.merged_adapters[:]
+
+
+def _lora_layers(model) -> list:
+    """The LoRA layers of a peft model that :func:`merged_lora` can merge exactly, or [] (see there)."""
+    if not (hasattr(model, "peft_config") and hasattr(model, "get_base_model")):
+        return []
+    try:
+        from peft.tuners.lora import LoraLayer
+        from peft.tuners.lora import Linear as LoraLinear
+    except ImportError:
+        return []
+    active = list(getattr(model, "active_adapters", []) or [])
+    if len(active) != 1 or getattr(model.peft_config.get(active[0]), "peft_type", None) != "LORA":
+        return []
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    for m in layers:
+        a = m.active_adapters[0] if len(m.active_adapters) == 1 else None
+        if (a is None or a not in m.lora_A or type(m) is not LoraLinear
+                or type(m.get_base_layer()) is not torch.nn.Linear or m.fan_in_fan_out or m.merged
+                or m.disable_adapters or a in getattr(m, "lora_variant", {}) or m.lora_bias.get(a, False)
+                or (m.training and getattr(m.lora_dropout[a], "p", 0) > 0)):
+            return []
+    return layers
 
 
 def _concat(parts: list[dict], prompt_ids, tokenizer, pad_id: int) -> RolloutBatch:

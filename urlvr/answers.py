@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 from urlvr.errors import UrlvrError
 
 __all__ = ["EQUIVALENCES", "EMPTY_RULES", "FALLBACKS", "boxed", "extract_boxed", "strip_spaces", "cluster_by_key",
-           "majority", "visit_majority", "answer_is", "last_number", "extract_with_fallbacks"]
+           "majority", "visit_majority", "answer_is", "last_number", "first_number", "extract_with_fallbacks"]
 
 EQUIVALENCES = ("canonical", "math")
 """How answers are compared when voting: the task's key, or math-verify classes."""
@@ -127,7 +127,19 @@ def last_number(text: str) -> str | None:
     return hits[-1].replace(",", "") if hits else None
 
 
-FALLBACKS: dict[str, Callable[[str], str | None]] = {"answer_is": answer_is, "last_number": last_number}
+def first_number(text: str) -> str | None:
+    """The first number in the text: the answer of an answer-first format (a few-shot ``2+3=5`` that goes on
+    with more examples of its own).
+
+    >>> first_number("12\\n4+4=8"), first_number("no digits")
+    ('12', None)
+    """
+    m = _NUMBER.search(text)
+    return m[0].replace(",", "") if m else None
+
+
+FALLBACKS: dict[str, Callable[[str], str | None]] = {"answer_is": answer_is, "last_number": last_number,
+                                                     "first_number": first_number}
 """Answer fallbacks by name, tried in order when the primary extraction finds nothing."""
 
 

@@ -54,6 +54,8 @@ DTYPES = {"auto": None, "float32": "float32", "fp32": "float32", "bfloat16": "bf
           "float16": "float16", "fp16": "float16"}
 """Accepted ``dtype`` spellings and the torch dtype each means (``auto``: bf16 on a GPU that has it, else fp32)."""
 PRIORS = ("aligned", "weak", "misaligned")
+PRIOR_ERRORS = ("near_miss", "derail", "noise")
+"""How a testbed prior's random wrong answers are made (:attr:`PriorConfig.errors`)."""
 """Testbed priors (:mod:`urlvr.testbed.priors`)."""
 CHAT_MODES = ("auto", "on", "off")
 """How prompts use the tokenizer's chat template (:mod:`urlvr.prompts`)."""
@@ -710,6 +712,10 @@ class PriorConfig(Config):
     """Share of gold answers in the targets (aligned; misaligned outside its wrong-rule problems)."""
     wrong_rate: float = 0.75
     """Misaligned: share of wrong-rule answers on the problems the rule applies to."""
+    errors: str = "near_miss"
+    """The random wrong answers of the targets: ``near_miss`` (one digit of the gold answer changed), ``derail``
+    (after that digit, every later digit drawn at random) or ``noise`` (after it, any printable character: a
+    mistake leaves the model unsure of everything that follows, as a confused real model spreads its mass)."""
     steps: int = 1000
     """Pretraining steps (aligned, misaligned)."""
     weak_steps: int = 150
@@ -724,6 +730,8 @@ class PriorConfig(Config):
     _unit = ("p_correct", "wrong_rate")
 
     def check(self) -> None:
+        if self.errors not in PRIOR_ERRORS:
+            raise UrlvrError(f"unknown testbed errors {self.errors!r}; choose one of: {', '.join(PRIOR_ERRORS)}")
         if self.prior not in PRIORS:
             raise UrlvrError(f"unknown prior {self.prior!r}; choose one of: {', '.join(PRIORS)}")
         if self.task not in _task_names():
@@ -738,8 +746,17 @@ class PriorConfig(Config):
 
     def key(self) -> str:
         """The cache folder name: task, prior, size and a hash of every setting."""
-        blob = json.dumps({"v": TESTBED_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        fields = dataclasses.asdict(self)
+        for name, original in _LATER_PRIOR_FIELDS.items():  # added later: at the old behaviour, not in the key
+            if fields[name] == original:
+                del fields[name]
+        blob = json.dumps({"v": TESTBED_VERSION, **fields}, sort_keys=True)
         return f"{self.task}-{self.prior}-{self.size}-" + hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+_LATER_PRIOR_FIELDS = {"errors": "near_miss"}
+"""PriorConfig fields added after models were cached, with the value that reproduces the old behaviour: left out
+of the cache key at that value, so models built before the field existed stay valid."""
 
 
 # ---------------------------------------------------------------------------------------------------

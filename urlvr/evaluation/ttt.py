@@ -52,9 +52,11 @@ def run_ttt(cfg: TrainConfig, k: int = 8, seeds: int = 3, transfer: bool = True,
         splits["validation"] = cfg.val_problems or cfg.train_problems
 
     def harness(model: str, split: str, problems: int) -> dict:
+        options = dict(cfg.task_options)
+        template = options.pop("template", None)  # the harness takes it as its own setting
         ecfg = EvalConfig(model=model, data=(cfg.task,), k=k, seeds=seeds, max_new_tokens=cfg.max_new_tokens,
                           temperature=cfg.val_temperature, top_p=cfg.top_p, problems=problems, split=split,
-                          options=dict(cfg.task_options), equivalence=cfg.equivalence, device=cfg.device,
+                          options=options, template=template, equivalence=cfg.equivalence, device=cfg.device,
                           dtype=cfg.dtype, grader_workers=cfg.grader_workers, grader_timeout=cfg.grader_timeout,
                           chat=cfg.chat, system_prompt=cfg.system_prompt or None)  # prompts as training renders them
         return evaluate(ecfg, progress=progress)

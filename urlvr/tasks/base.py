@@ -14,6 +14,7 @@ in the completion (:func:`urlvr.answers.extract_boxed`).
 from __future__ import annotations
 
 import functools
+import inspect
 import random
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -154,10 +155,22 @@ def get_task_class(name: str) -> Callable[..., Task]:
 def get_task(name: str, **options: Any) -> Task:
     """Build a registered task; unknown names or options raise one clear UrlvrError.
 
-    Every task takes the option ``fallback``: a fallback name or list of them (:attr:`Task.fallback`).
+    Every task takes the option ``fallback``: a fallback name or list of them (:attr:`Task.fallback`), and
+    ``template``: the prompt template with ``{question}`` (:attr:`Task.template`; a few-shot prefix, say), so a
+    training run renders its prompts as ``urlvr eval --template`` does.
     """
     if name not in _REGISTRY:
         raise UrlvrError(f"unknown task {name!r}; choose one of: {', '.join(task_names())}")
+    template = None
+    if "template" in options and "template" not in inspect.signature(_REGISTRY[name]).parameters:
+        template = options.pop("template")
+        try:
+            ok = isinstance(template, str) and "{question}" in template and template.format(question="") is not None
+        except (KeyError, IndexError, ValueError):
+            ok = False
+        if not ok:
+            raise UrlvrError(f"task option template must be a string containing {{question}} (literal braces "
+                             f"doubled), got {template!r}")
     fallback = options.pop("fallback", ())
     fallback = (fallback,) if isinstance(fallback, str) else tuple(fallback or ())
     unknown = [f for f in fallback if f not in FALLBACKS]
@@ -168,4 +181,6 @@ def get_task(name: str, **options: Any) -> Task:
     except TypeError as e:
         raise UrlvrError(f"bad options for task {name!r}: {e}") from None
     task.fallback = fallback
+    if template is not None:
+        task.template = template
     return task

@@ -54,8 +54,31 @@ def _targets(task, examples, spec: PriorConfig, rng: random.Random) -> list[str]
         if spec.prior == "weak" or rng.random() < spec.p_correct:
             out.append(task.target(ex))
         else:
-            out.append(task.target(dataclasses.replace(ex, answer=task.near_miss(ex, rng))))
+            wrong = task.near_miss(ex, rng)
+            if spec.errors != "near_miss":
+                wrong = derail(wrong, ex.answer or "", rng, "0123456789" if spec.errors == "derail" else NOISE)
+            out.append(task.target(dataclasses.replace(ex, answer=wrong)))
     return out
+
+
+NOISE = "".join(chr(c) for c in range(33, 127) if chr(c) not in "{}\\")
+"""Printable characters a ``noise`` error may continue with (no braces or backslash: the answer stays boxed)."""
+
+
+def derail(wrong: str, gold: str, rng: random.Random, alphabet: str = "0123456789") -> str:
+    """``wrong`` with every digit after its first difference from ``gold`` redrawn from ``alphabet``: after the
+    first mistake the rest of the answer is noise, so a model trained on it is unsure after an error.
+
+    >>> derail("152", "122", random.Random(0))[:2], derail("122", "122", random.Random(0))
+    ('15', '122')
+    >>> len(derail("152", "122", random.Random(1), NOISE))
+    3
+    """
+    first = next((i for i, (a, b) in enumerate(zip(wrong, gold)) if a != b), min(len(wrong), len(gold)))
+    if wrong == gold:
+        return wrong
+    tail = "".join(rng.choice(alphabet) if ch.isdigit() else ch for ch in wrong[first + 1 :])
+    return wrong[: first + 1] + tail
 
 
 def _batch(tokenizer, prompts: list[str], targets: list[str]):

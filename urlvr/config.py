@@ -677,7 +677,9 @@ class GainConfig(Config):
     eval_k: int = 4
     """Samples per problem for avg@k (GT Gain)."""
     passk: int = 32
-    """k of pass@k gain (k samples per problem; 0 = skip pass@k gain)."""
+    """k of pass@k gain (0 = skip pass@k gain)."""
+    passk_n: int = 0
+    """Samples per problem for pass@k (unbiased estimator from n ≥ k samples; 0 = k): n ≫ k lowers its variance."""
     max_new_tokens: int = 12
     temperature: float = 1.0
     seed: int = 0
@@ -685,10 +687,13 @@ class GainConfig(Config):
 
     _positive = ("prompts_per_step", "n", "lr", "train_problems", "eval_problems", "eval_k", "max_new_tokens",
                  "temperature")
-    _non_negative = ("steps", "passk", "seed")
+    _non_negative = ("steps", "passk", "passk_n", "seed")
 
     def check(self) -> None:
         _check_device("device", self.device)
+        if self.passk_n and self.passk_n < self.passk:
+            raise UrlvrError(f"passk_n ({self.passk_n}) < passk ({self.passk}): pass@k needs at least k samples per "
+                             "problem; raise passk_n or set it to 0 (= passk)")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -716,6 +721,8 @@ class PriorConfig(Config):
     """The random wrong answers of the targets: ``near_miss`` (one digit of the gold answer changed), ``derail``
     (after that digit, every later digit drawn at random) or ``noise`` (after it, any printable character: a
     mistake leaves the model unsure of everything that follows, as a confused real model spreads its mass)."""
+    junk_tokens: int = 0
+    """Extra vocabulary entries no text uses (a real vocabulary's long tail: 0 = the 100 characters only)."""
     steps: int = 1000
     """Pretraining steps (aligned, misaligned)."""
     weak_steps: int = 150
@@ -727,6 +734,7 @@ class PriorConfig(Config):
     """Validation problems the prior card is measured on."""
 
     _positive = ("steps", "weak_steps", "batch_size", "card_problems", "lr")
+    _non_negative = ("junk_tokens",)
     _unit = ("p_correct", "wrong_rate")
 
     def check(self) -> None:
@@ -754,7 +762,7 @@ class PriorConfig(Config):
         return f"{self.task}-{self.prior}-{self.size}-" + hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-_LATER_PRIOR_FIELDS = {"errors": "near_miss"}
+_LATER_PRIOR_FIELDS = {"errors": "near_miss", "junk_tokens": 0}
 """PriorConfig fields added after models were cached, with the value that reproduces the old behaviour: left out
 of the cache key at that value, so models built before the field existed stay valid."""
 
@@ -784,7 +792,9 @@ class Plan(Config):
     val_every: int = 10
     val_k: int = 4
     # 1. families
-    families: tuple[str, ...] = (*INTRINSIC, "gold")
+    families: tuple[str, ...] = ("majority_vote", "self_certainty", "token_entropy", "trajectory_entropy", "probability",
+                                 "gold")
+    """The paper's five intrinsic rewards and the gold control (any of :data:`INTRINSIC` may be added)."""
     families_train: int = 2048
     families_steps: int = 100
     families_lr: float = 2.5e-4
@@ -795,13 +805,17 @@ class Plan(Config):
     # 3. MCS vs GT Gain
     mcs_models: tuple[str, ...] = ("testbed:aligned?p_correct=0.8", "testbed:aligned", "testbed:aligned?p_correct=0.4",
                                    "testbed:weak", "testbed:misaligned")
-    mcs_max_steps: int = 500
+    mcs_max_steps: int = 1500
+    """Cap of an MCS run: high enough that at most half the runs end censored (a censored model ties)."""
     mcs_train: int = 512
     """Labelled probe prompts of the MCS runs (train split)."""
     mcs_seeds: int = 3
     gt_steps: int = 40
     gt_eval_problems: int = 100
-    passk: int = 16
+    passk: int = 256
+    """k of pass@k gain (the paper: pass@256 − pass@1; 0 = skip)."""
+    passk_n: int = 1024
+    """Samples per problem the unbiased pass@k is estimated from (n ≫ k)."""
     # 4. external vs intrinsic
     external_task_options: dict[str, Any] = field(default_factory=dict)
     """Options of the linear task."""
@@ -810,6 +824,23 @@ class Plan(Config):
     external_train: int = 2048
     external_steps: int = 60
     external_lr: float = 2.5e-4
+    # 5. certainty: why self-certainty collapses (preferences at step 0, training ablations)
+    certainty_groups: int = 64
+    """Groups sampled per base model for the within-group preferences."""
+    certainty_steps: int = 100
+    certainty_ablations: tuple[str, ...] = ("self_certainty", "lr / 4", "temperature 0.6", "answer span only",
+                                            "vocabulary 1000", "errors: noise")
+    """Arms of :data:`urlvr.experiments.certainty.ABLATIONS` (``self_certainty`` = unchanged)."""
+    certainty_variants: bool = True
+    """Also measure the preferences of the aligned prior with a 1000-entry vocabulary and with ``errors=noise``."""
+    # 6. a real LM: test-time training on SmolLM2 ("" = skip)
+    real_lm: str = "smollm2"
+    real_lm_k: int = 8
+    real_lm_steps: int = 30
+    real_lm_lr: float = 1e-5
+    real_lm_seeds: int = 2
+    """Training seeds per arm (sets that are not a whole split run seed 0 only)."""
+    real_lm_eval_seeds: int = 2
     # methods (not in the default list: urlvr reproduce --only methods)
     methods: tuple[str, ...] = ("majority_vote", "evol_rl", "scope", "scope_topk", "ttrl_guard", "self_harmony",
                                 "covo", "rlpr", "restrain", "spine", "snr", "certified_only")
@@ -820,8 +851,10 @@ class Plan(Config):
 
     _positive = ("seeds", "prompts_per_step", "n", "max_new_tokens", "val_problems", "val_every", "val_k",
                  "families_train", "families_steps", "families_lr", "sizes_steps", "sizes_lr", "mcs_max_steps",
-                 "mcs_train", "mcs_seeds", "gt_eval_problems", "external_train", "external_steps", "external_lr", "methods_train", "methods_steps", "methods_lr")
-    _non_negative = ("gt_steps", "passk")
+                 "mcs_train", "mcs_seeds", "gt_eval_problems", "external_train", "external_steps", "external_lr",
+                 "methods_train", "methods_steps", "methods_lr", "certainty_groups", "certainty_steps", "real_lm_k",
+                 "real_lm_steps", "real_lm_lr", "real_lm_seeds", "real_lm_eval_seeds")
+    _non_negative = ("gt_steps", "passk", "passk_n")
 
     def check(self) -> None:
         from urlvr.rewards import get_reward
@@ -830,3 +863,5 @@ class Plan(Config):
             get_reward(name)
         if not self.sizes or min(self.sizes) < 1:
             raise UrlvrError(f"sizes must be positive problem counts, got {self.sizes}")
+        if self.passk_n and self.passk_n < self.passk:
+            raise UrlvrError(f"passk_n ({self.passk_n}) < passk ({self.passk}): pass@k needs n >= k samples")

@@ -13,9 +13,15 @@ from urlvr.experiments.plan import PLANS
 def test_plans_cover_the_brief():
     full, quick = PLANS["full"], PLANS["quick"]
     assert full.seeds >= 3 and quick.seeds >= 3
-    assert {"self_certainty", "token_entropy", "trajectory_entropy", "probability", "probability_disparity",
-            "majority_vote", "srt", "semantic_cluster", "gold"} <= set(full.families)
+    # the paper's five intrinsic rewards and gold (issue 16), on both priors
+    assert {"majority_vote", "self_certainty", "token_entropy", "trajectory_entropy", "probability", "gold"} <= \
+        set(full.families)
     assert full.sizes == (32, 128, 512, 2048) and len(full.mcs_models) >= 5 and len(quick.mcs_models) >= 5
+    assert full.passk >= 64 and full.passk_n >= 4 * full.passk  # large k, n >> k
+    assert full.real_lm == "smollm2" and "self_certainty" in full.certainty_ablations
+    from urlvr.experiments.reproduce import DEFAULT_EXPERIMENTS
+
+    assert {"certainty", "real_lm"} <= set(DEFAULT_EXPERIMENTS) and "methods" not in DEFAULT_EXPERIMENTS
     assert "verifier" in full.external_rewards and set(full.external_rewards) & {"majority_vote", "self_certainty"}
 
 
@@ -28,8 +34,10 @@ def test_reproduce_smoke_writes_findings_and_figures(tmp_path):
     for figure in ("fig1_families.png", "fig2_dataset_size.png", "fig3_mcs_gt_gain.png", "fig4_external.png"):
         assert (out / figure).read_bytes()[:4] == b"\x89PNG" and f"]({figure})" in text
     data = json.loads((out / "findings.json").read_text())
-    assert len(data["findings"]) == 6
+    assert len(data["findings"]) == 7  # the paper's six and the certainty explanation (the smoke plan has no real LM)
     assert all(f["verdict"] in ("reproduced", "partly reproduced", "not reproduced") for f in data["findings"])
+    certainty = next(f for f in data["findings"] if f["experiment"] == "certainty")
+    assert "within-group AUC" in certainty["why"] and "| self_certainty arm |" in text
     assert "**Verdict:" in text and "| # | finding | verdict |" in text
     # finished runs are reused (nothing retrained); missing ones run, here in two worker processes
     metrics = out / "families" / "aligned_majority_vote_s0" / "metrics.jsonl"

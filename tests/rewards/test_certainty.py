@@ -131,6 +131,20 @@ def test_disparity_averages_over_the_answer_tokens_only():
     assert no_answer == pytest.approx(1 / 3, abs=TINY)  # no answer: every token
 
 
+@pytest.mark.parametrize("reward,peaked,uniform", [(self_certainty, 15 - LOG_V, 0.0), (token_entropy, 0.0, -LOG_V)])
+def test_span_answer_reads_the_answer_tokens_only(reward, peaked, uniform):
+    text = "ab\\boxed{12}"  # characters 9 and 10 are the answer
+    rows = [SURE[0] if i in (9, 10) else UNIFORM for i in range(len(text))] + [UNIFORM]
+    g = group([completion(text, rows), completion("ab", [UNIFORM, UNIFORM, UNIFORM])])
+    answer, no_answer = reward(g, span="answer")
+    assert answer == pytest.approx(peaked, abs=TINY)
+    assert no_answer == pytest.approx(uniform, abs=TINY)  # no answer: every token
+    everything = reward(g)[0]
+    assert everything == pytest.approx((2 * peaked + 11 * uniform) / 13, abs=TINY)
+    with pytest.raises(UrlvrError, match="unknown span"):
+        reward(g, span="middle")
+
+
 def test_disparity_with_a_multi_character_tokenizer():
     pieces = {10: "ab", 11: "\\boxed{", 12: "12", 13: "}", EOS: ""}
 

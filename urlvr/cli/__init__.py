@@ -54,7 +54,7 @@ COMMANDS: tuple[Command, ...] = (
             watch.run_rank),
     Command("report", "HTML + Markdown report with PNG plots of one or more runs (overlaid)", report.add_report,
             report.run_report),
-    Command("reproduce", "the paper's four findings on the testbed: figures + FINDINGS.md", report.add_reproduce,
+    Command("reproduce", "the paper's findings on the testbed and a real LM: figures + FINDINGS.md", report.add_reproduce,
             report.run_reproduce),
 )
 """Every ``urlvr`` command, in ``--help`` order."""

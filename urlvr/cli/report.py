@@ -10,7 +10,7 @@ from urlvr.errors import UrlvrError
 
 __all__ = ["add_report", "run_report", "add_reproduce", "run_reproduce"]
 
-EXPERIMENT_NAMES = ("families", "dataset_size", "mcs", "external", "methods")
+EXPERIMENT_NAMES = ("families", "dataset_size", "mcs", "external", "certainty", "real_lm", "methods")
 """The experiments of ``urlvr reproduce`` (urlvr.experiments.reproduce.EXPERIMENTS, named here so that
 ``--help`` does not import the library)."""
 
@@ -34,12 +34,12 @@ def run_report(args) -> int:
 
 
 def add_reproduce(r: argparse.ArgumentParser) -> None:
-    r.add_argument("--quick", action="store_true", help="the small plan (about 10 min on 2 cores, models built)")
+    r.add_argument("--quick", action="store_true", help="the small plan (at most 10 min on 2 cores; no real LM)")
     r.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     r.add_argument("--out", default="runs/reproduce", help="output folder (default runs/reproduce)")
     r.add_argument("--only", action="append", choices=EXPERIMENT_NAMES,
-                   help="run only this experiment (repeatable); default: the paper's four ('methods', the 2025-26 "
-                   "methods beside majority vote, runs only when named)")
+                   help="run only this experiment (repeatable); default: all but 'methods' (the 2025-26 methods "
+                   "beside majority vote, run only when named)")
     r.add_argument("--fresh", action="store_true", help="redo runs that already finished with the same settings")
     r.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="processes for independent runs, one CPU thread each (default: min(2, CPUs))")

@@ -24,7 +24,7 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
     window = max(1, p.sizes_steps // 8)
     runs = r.train_runs("dataset_size", [
         (f"n{size}_s{seed}", r.settings(model=path, reward="majority_vote", train_problems=size, steps=p.sizes_steps,
-                                        lr=p.sizes_lr, seed=seed))
+                                        lr=p.sizes_lr, seed=seed, kl_every=1))  # the KL finding reads every step
         for size in p.sizes for seed in seeds])
     on_set, held_out, kl = {}, {}, {}
     for size in p.sizes:

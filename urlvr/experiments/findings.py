@@ -26,15 +26,16 @@ class Finding:
     why: str
     """The numbers the verdict rests on."""
     numbers: dict[str, Any] = field(default_factory=dict)
+    more_tables: list[list[list[str]]] = field(default_factory=list)
+    """Further tables, printed after ``table`` (first row of each: its header)."""
 
 
 def format_findings(findings: list[Finding], figures: list[Path], p: Plan, seconds: dict, total: float,
-                    out: Path) -> str:
+                    out: Path, default: tuple[str, ...] = ()) -> str:
     from urlvr.report import markdown_table
 
-    only = "" if set(seconds) <= {"families", "dataset_size", "mcs", "external"} else \
-        "".join(f" --only {name}" for name in seconds)
-    title = ("Findings of the paper, reproduced on the testbed" if not only else
+    only = "" if list(seconds) == list(default) else "".join(f" --only {name}" for name in seconds)
+    title = ("Findings of the paper, reproduced on the testbed and on a real LM" if not only else
              "The 2025–26 methods beside majority vote on the testbed" if list(seconds) == ["methods"] else
              "Findings on the testbed")
     lines = [f"# {title}", "",
@@ -48,8 +49,8 @@ def format_findings(findings: list[Finding], figures: list[Path], p: Plan, secon
     for f in findings:
         lines += ["", f"## {f.experiment}: {f.claim}", "", f"**Verdict: {f.verdict}.** {f.why}", "",
                   f"*Measured:* {f.measured}"]
-        if f.table:
-            lines += ["", markdown_table(f.table[0], f.table[1:])]
+        for table in ([f.table] if f.table else []) + f.more_tables:
+            lines += ["", markdown_table(table[0], table[1:])]
     lines += ["", "## Figures", ""]
     lines += [f"![{x.stem}]({x.relative_to(out) if x.is_relative_to(out) else x})" for x in figures]
     lines += ["", "Run folders: `" + str(out) + "/<experiment>/<run>` (inspect any with `urlvr report RUN_DIR ...`)."]

@@ -39,8 +39,8 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
             jobs.append(Job("gt", r.out / "mcs" / slug / f"gt_s{seed}", f"GT {slug} s{seed}",
                             {**payload, "settings": g.to_dict()}, g.steps))
         if p.passk:
-            g = GainConfig(eval_problems=p.gt_eval_problems, passk=p.passk, max_new_tokens=p.max_new_tokens,
-                           train_problems=p.mcs_train)
+            g = GainConfig(eval_problems=p.gt_eval_problems, passk=p.passk, passk_n=p.passk_n,
+                           max_new_tokens=p.max_new_tokens, train_problems=p.mcs_train)
             jobs.append(Job("passk", r.out / "mcs" / slug / "passk", f"pass@{p.passk} {slug}",
                             {**payload, "settings": g.to_dict()}))
     results = iter(r.execute(jobs))

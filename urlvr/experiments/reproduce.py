@@ -3,7 +3,8 @@
 Four experiments on the testbed (2-digit addition, 16 prompts x 8 completions per step unless a plan
 says otherwise), each repeated over seeds: :mod:`~urlvr.experiments.families`,
 :mod:`~urlvr.experiments.dataset_size`, :mod:`~urlvr.experiments.mcs` and
-:mod:`~urlvr.experiments.external`. :func:`reproduce` runs those asked for under a plan
+:mod:`~urlvr.experiments.external`; then why self-certainty collapses there
+(:mod:`~urlvr.experiments.certainty`) and one finding on a real LM (:mod:`~urlvr.experiments.real_lm`). :func:`reproduce` runs those asked for under a plan
 (:data:`~urlvr.experiments.plan.PLANS`) through a :class:`~urlvr.experiments.runner.Runner` (finished
 runs with the same settings are reused, so an interrupted reproduction continues where it stopped) and
 writes one figure per experiment, ``FINDINGS.md`` (per finding: what was measured, mean ± std over
@@ -20,7 +21,7 @@ from typing import Callable, Sequence
 
 from urlvr.config import Plan
 from urlvr.errors import UrlvrError
-from urlvr.experiments import dataset_size, external, families, mcs, methods
+from urlvr.experiments import certainty, dataset_size, external, families, mcs, methods, real_lm
 from urlvr.experiments.findings import Finding, format_findings
 from urlvr.experiments.plan import PLANS
 from urlvr.experiments.runner import Bars, Runner
@@ -30,10 +31,10 @@ __all__ = ["EXPERIMENTS", "DEFAULT_EXPERIMENTS", "reproduce"]
 
 EXPERIMENTS: dict[str, Callable[[Runner, list[int]], tuple[list[Finding], list[Path]]]] = {
     "families": families.run, "dataset_size": dataset_size.run, "mcs": mcs.run, "external": external.run,
-    "methods": methods.run}
-DEFAULT_EXPERIMENTS = ("families", "dataset_size", "mcs", "external")
-"""The paper's findings, run when no experiment is named; ``methods`` (the 2025–26 methods side by side) only
-with ``--only methods``."""
+    "certainty": certainty.run, "real_lm": real_lm.run, "methods": methods.run}
+DEFAULT_EXPERIMENTS = ("families", "dataset_size", "mcs", "external", "certainty", "real_lm")
+"""The paper's findings, the self-certainty explanation and the real-LM finding, run when no experiment is
+named; ``methods`` (the 2025–26 methods side by side) only with ``--only methods``."""
 
 
 def reproduce(out_dir: str | Path = "runs/reproduce", plan: str | Plan = "full", only: Sequence[str] = (),
@@ -70,7 +71,8 @@ def reproduce(out_dir: str | Path = "runs/reproduce", plan: str | Plan = "full",
         runner.close()
         bars.close()
     total = round(sum(runner.seconds.values()), 1)
-    write_text(out / "FINDINGS.md", format_findings(findings, figures, p, runner.seconds, total, out))
+    write_text(out / "FINDINGS.md", format_findings(findings, figures, p, runner.seconds, total, out,
+                                                    DEFAULT_EXPERIMENTS))
     (out / "FINDINGS.md").chmod(0o644)
     write_json(out / "findings.json", {"plan": p.to_dict(), "seconds": runner.seconds, "total_seconds": total,
                                        "findings": [dataclasses.asdict(f) for f in findings],

@@ -55,7 +55,9 @@ class Job:
     """One unit of work: a training run, or an MCS / GT Gain / pass@k measurement of :mod:`urlvr.watch.collapse`."""
 
     kind: str
-    """``train``, ``mcs``, ``gt``, ``passk`` or ``build`` (a testbed prior: payload = its PriorConfig fields)."""
+    """``train``, ``mcs``, ``gt``, ``passk``, ``build`` (a testbed prior: payload = its PriorConfig fields),
+    ``preferences`` (:mod:`~urlvr.experiments.certainty`), ``eval`` (an EvalConfig) or ``ttt``
+    (:mod:`~urlvr.experiments.real_lm`)."""
     folder: Path
     label: str
     payload: dict
@@ -94,6 +96,10 @@ def run_job(job: Job, on_step: Callable[[dict], None] | None = None):
                 shutil.rmtree(job.folder / "checkpoints", ignore_errors=True)  # the curves are what we keep
             return read_jsonl(job.folder / "metrics.jsonl")
         p = job.payload
+        if job.kind in ("preferences", "eval", "ttt"):
+            result = _measure(job)
+            write_json(job.folder / "result.json", {"key": job.key(), "result": result})
+            return result
         args = (p["model"], p["task"], p["task_options"])
         if job.kind == "mcs":
             result = collapse.model_collapse_step(*args, MCSConfig.from_dict(p["settings"]), job.folder, on_step)
@@ -105,6 +111,25 @@ def run_job(job: Job, on_step: Callable[[dict], None] | None = None):
         return result
     finally:
         torch.set_num_threads(threads)
+
+
+def _measure(job: Job):
+    """The measurements of the certainty and real-LM experiments (their modules do the work)."""
+    p = job.payload
+    if job.kind == "preferences":
+        from urlvr.experiments.measures import measure_preferences
+
+        return measure_preferences(p["model"], p["task"], p["task_options"], p["settings"], job.folder)
+    if job.kind == "ttt":
+        from urlvr.experiments.measures import measure_ttt
+
+        return measure_ttt(p["settings"], p["k"], p["seeds"], job.folder)
+    from urlvr.config import EvalConfig
+    from urlvr.evaluation.harness import evaluate, write_results
+
+    results, samples = evaluate(EvalConfig.from_dict(p), progress=False)
+    write_results(job.folder, results, samples)
+    return results
 
 
 def _job_in_worker(job: Job, ticks=None):

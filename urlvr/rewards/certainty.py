@@ -58,11 +58,14 @@ from urlvr.stats import SELF_CERTAINTY_FORMS
 from urlvr.answers import extract_boxed
 
 __all__ = [
-    "ALIGNMENTS", "REDUCTIONS", "token_values", "answer_span", "answer_token_positions", "self_certainty",
+    "ALIGNMENTS", "REDUCTIONS", "SPANS", "token_values", "answer_span", "answer_token_positions", "self_certainty",
     "token_entropy", "trajectory_entropy", "probability", "probability_disparity",
 ]
 
 ALIGNMENTS = ("aligned", "shifted")
+SPANS = ("all", "answer")
+"""Positions a distribution-level certainty reward reads: every response token, or the answer's (the content of
+the last ``\\boxed{}``; :func:`answer_token_positions`, which needs ``tokenizer`` unless tokens are characters)."""
 REDUCTIONS = ("mean", "sum")
 _BOX = "\\boxed{"
 
@@ -108,19 +111,32 @@ def _reduce(values: torch.Tensor, reduce: str) -> float | None:
 
 
 def _per_completion(group: Group, stat: Callable[[Completion], torch.Tensor], alignment: str, reduce: str,
-                    include_eos: bool, temperature: float | None) -> list[float | None]:
+                    include_eos: bool, temperature: float | None, span: str = "all",
+                    tokenizer: Any = None) -> list[float | None]:
     _check_knobs(alignment, reduce, temperature)
-    return [_reduce(token_values(c, stat(c), alignment, include_eos), reduce) for c in group.completions]
+    _choice("span", span, SPANS)
+    out = []
+    for c in group.completions:
+        values = stat(c)
+        pos = _positions(c, len(values), alignment, include_eos)
+        if span == "answer":  # the answer's tokens only; a completion without one keeps every position
+            answer = answer_token_positions(c, tokenizer)
+            if answer is not None and bool(torch.isin(pos, answer).any()):
+                pos = pos[torch.isin(pos, answer)]
+        out.append(_reduce(_values_at(values, pos, alignment), reduce))
+    return out
 
 
 @register_reward("self_certainty", family="certainty", needs_logits=True,
                  source="Intuitor (2505.19590), Self-certainty (2502.18581)")
 def self_certainty(group: Group, form: str = "kl", alignment: str = "aligned", reduce: str = "mean",
-                   include_eos: bool = True, temperature: float | None = None) -> list[float | None]:
+                   include_eos: bool = True, temperature: float | None = None, span: str = "all",
+                   tokenizer: Any = None) -> list[float | None]:
     """Self-certainty: ``mean_t KL(U ‖ p_t)`` (``form="kl"``, the paper's definition, 0 for uniform ``p_t``).
 
     ``form="kl_plus_log_v"`` adds ``log V`` per token, the ``logsumexp(z) - mean(z)`` that common code
-    computes: identical after group normalisation, not when thresholded, logged or mixed.
+    computes: identical after group normalisation, not when thresholded, logged or mixed. ``span="answer"``
+    (ours) averages over the answer's tokens only (:data:`SPANS`).
     """
     _choice("self-certainty form", form, SELF_CERTAINTY_FORMS)
     offset = 0.0
@@ -128,19 +144,22 @@ def self_certainty(group: Group, form: str = "kl", alignment: str = "aligned", r
         if group.vocab_size < 1:
             raise UrlvrError("self_certainty form='kl_plus_log_v' needs the group's vocab_size; use form='kl'")
         offset = math.log(group.vocab_size)
-    return _per_completion(group, lambda c: c.self_certainty + offset, alignment, reduce, include_eos, temperature)
+    return _per_completion(group, lambda c: c.self_certainty + offset, alignment, reduce, include_eos, temperature,
+                           span, tokenizer)
 
 
 @register_reward("token_entropy", family="certainty", needs_logits=True,
                  source="EM-RL token (2505.15134), RENT (2505.22660)")
 def token_entropy(group: Group, no_answer_penalty: float | None = None, alignment: str = "aligned",
-                  reduce: str = "mean", include_eos: bool = True,
-                  temperature: float | None = None) -> list[float | None]:
+                  reduce: str = "mean", include_eos: bool = True, temperature: float | None = None,
+                  span: str = "all", tokenizer: Any = None) -> list[float | None]:
     """Negative token entropy: ``-mean_t H(p_t)`` (0 for one-hot, ``-log V`` for uniform ``p_t``).
 
     ``no_answer_penalty`` (RENT uses -7): the reward of a completion without a ``\\boxed{}`` answer.
+    ``span="answer"`` (ours) averages over the answer's tokens only (:data:`SPANS`).
     """
-    scores = _per_completion(group, lambda c: -c.entropy, alignment, reduce, include_eos, temperature)
+    scores = _per_completion(group, lambda c: -c.entropy, alignment, reduce, include_eos, temperature, span,
+                             tokenizer)
     if no_answer_penalty is None:
         return scores
     return [float(no_answer_penalty) if c.answer is None else s for c, s in zip(group.completions, scores)]
@@ -202,7 +221,7 @@ def _load_tokenizer(path: str):
     try:
         return AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception as e:  # noqa: BLE001  (any loader failure is a bad option)
-        raise UrlvrError(f"probability_disparity: cannot load tokenizer {path!r} ({e}); "
+        raise UrlvrError(f"answer span: cannot load tokenizer {path!r} ({e}); "
                          "give the model's folder") from None
 
 
@@ -224,7 +243,7 @@ def answer_token_positions(c: Completion, tokenizer: Any = None) -> torch.Tensor
     if tokenizer is None:
         if len(c.text) != T - int(c.ends_with_eos):
             raise UrlvrError(
-                f"probability_disparity: a response has {T} tokens for {len(c.text)} characters, so its answer span "
+                f"answer span: a response has {T} tokens for {len(c.text)} characters, so its answer span "
                 "cannot be located without the tokenizer; set reward_options.tokenizer to the model's folder")
 
         def end_of(k: int) -> int:
@@ -237,7 +256,7 @@ def answer_token_positions(c: Completion, tokenizer: Any = None) -> torch.Tensor
             return len(tok.decode(ids[: k + 1], skip_special_tokens=True))
 
         if end_of(T - 1) != len(c.text):
-            raise UrlvrError("probability_disparity: the tokenizer does not decode the response back to its text; "
+            raise UrlvrError("answer span: the tokenizer does not decode the response back to its text; "
                              "give the tokenizer of the model that sampled it")
     first = bisect.bisect_right(range(T), span[0], key=end_of)  # first token ending after the span start
     last = bisect.bisect_left(range(T), span[1], key=end_of)  # first token reaching the span end

@@ -111,7 +111,7 @@ def pretrain(spec: PriorConfig, progress: Callable[[int, int, float], None] | No
     if spec.prior == "misaligned" and type(task).systematic_error is type(task).__mro__[-2].systematic_error:
         raise UrlvrError(f"task {spec.task!r} has no systematic wrong rule, so it has no misaligned prior; "
                          "use the arithmetic or linear task")
-    tok = char_tokenizer()
+    tok = char_tokenizer(spec.junk_tokens)
     torch.manual_seed(spec.seed)
     model = build_model(spec.size, len(tok), seed=spec.seed)
     model.train()

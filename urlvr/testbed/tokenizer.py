@@ -25,11 +25,21 @@ SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
 CHARACTERS = "\n" + "".join(c for c in string.printable if c.isprintable())  # 95 printable + newline
 
 
-def char_tokenizer() -> PreTrainedTokenizerFast:
-    """Build the character tokenizer (deterministic: same ids every time)."""
+def char_tokenizer(junk: int = 0) -> PreTrainedTokenizerFast:
+    """Build the character tokenizer (deterministic: same ids every time).
+
+    ``junk`` > 0 appends that many tokens ``<junk0>``, ``<junk1>``, ... that no text ever tokenises to, so a
+    model never sees them: the long tail of a real vocabulary, which a distribution-level statistic (self-
+    certainty averages ``log p`` over every token) reads as well.
+
+    >>> len(char_tokenizer()), len(char_tokenizer(junk=900)), char_tokenizer(junk=2).decode([100, 101])
+    (100, 1000, '<junk0><junk1>')
+    """
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     for c in CHARACTERS:
         vocab.setdefault(c, len(vocab))
+    for i in range(junk):
+        vocab[f"<junk{i}>"] = len(vocab)
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Split(Regex("(?m)."), behavior="isolated")
     core.decoder = decoders.Fuse()

@@ -220,7 +220,7 @@ def gt_gain(model: str, task: str, task_options: dict | None = None, settings: G
 
 def passk_gain(model: str, task: str, task_options: dict | None = None, settings: GainConfig | None = None,
                out_dir: str | Path | None = None) -> dict:
-    """pass@k − pass@1 of the base model from k samples per validation problem; tokens generated.
+    """pass@k − pass@1 of the base model from ``passk_n`` (≥ k) samples per validation problem; tokens generated.
 
     The same samples give the base model's maj@k (``base_maj``): how often its majority answer is right,
     the confidence–correctness alignment that decides whether intrinsic rewards help (METHODS.md §8).
@@ -241,7 +241,8 @@ def passk_gain(model: str, task: str, task_options: dict | None = None, settings
     policy, tok = load_model(resolve_model(model, task, task_options), g.device, "float32")
     grader = shared_grader()
     examples = t.examples("validation", g.eval_problems, seed=g.seed + 1)
-    rows = sample_problems(HFSampler(policy, tok), t, examples, k, SamplingSettings(g.temperature, 1.0, g.max_new_tokens),
+    rows = sample_problems(HFSampler(policy, tok), t, examples, g.passk_n or k,
+                           SamplingSettings(g.temperature, 1.0, g.max_new_tokens),
                            seed=g.seed, rules=t.rules("canonical", grader.clusterer()), grader=grader)
     s = summarize(rows, k)
     return {"passk_gain": s[f"pass@{k}"] - s["pass@1"], "pass1": s["pass@1"], f"pass@{k}": s[f"pass@{k}"],

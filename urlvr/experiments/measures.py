@@ -1,0 +1,116 @@
+"""The measurements behind the certainty and real-LM experiments, run as :class:`~urlvr.experiments.runner.Job`\ s.
+
+:func:`measure_preferences` (job kind ``preferences``): one step's groups of a base model ranked by every
+intrinsic reward (:mod:`urlvr.experiments.preferences` does the arithmetic). :func:`measure_ttt` (kind ``ttt``):
+one arm of test-time training through :func:`urlvr.evaluation.ttt.run_ttt`, reduced to the paired comparisons
+and the run's own signals.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from urlvr.experiments.verdicts import tail_mean
+
+__all__ = ["PREFERENCE_REWARDS", "HEAD_K", "measure_preferences", "measure_ttt"]
+
+PREFERENCE_REWARDS = ("self_certainty", "token_entropy", "trajectory_entropy", "probability",
+                      "probability_disparity", "majority_vote")
+"""The rewards whose within-group preferences Part 1 measures (the paper's intrinsic rewards)."""
+
+HEAD_K = 3
+"""Tokens of each ``p_t`` counted as the head in the self-certainty split (the rest is the tail)."""
+
+
+def measure_preferences(model: str, task: str, task_options: dict, settings: dict, folder: Path) -> dict:
+    """Part 1 for one model (a :class:`Job` of kind ``preferences``): sample one step's groups, rank them by
+    every reward of :data:`PREFERENCE_REWARDS`, split self-certainty into head and tail per span."""
+    import torch
+
+    from urlvr.config import TrainConfig
+    from urlvr.experiments.preferences import (base_rate, kl_uniform_parts, span_contributions, top_choice_accuracy,
+                                               within_group_auc)
+    from urlvr.rewards import get_reward
+    from urlvr.rewards.certainty import answer_token_positions
+    from urlvr.rollout import pack
+    from urlvr.trainer import Trainer
+
+    cfg = TrainConfig.from_dict({"model": model, "task": task, "task_options": task_options, "val_problems": 0,
+                                 "save_every": 0, "sample_every": 0, "kl_every": 0, "lr": 1e-9, "steps": 1,
+                                 "reward": "majority_vote", "out_dir": str(folder / "run"), **settings})
+    trainer = Trainer(cfg, model)
+    examples, batch, groups, labeled, _ = trainer.sample_groups(0)
+    correct = [list(lg.correct) for lg in labeled]
+    out: dict[str, Any] = {"groups": len(groups), "n": cfg.n_votes, "base_rate": base_rate(correct),
+                           "mixed_groups": sum(0 < sum(c) < len(c) for c in correct), "rewards": {}}
+    for name in PREFERENCE_REWARDS:
+        spec = get_reward(name)
+        options = {"tokenizer": trainer.tok} if name == "probability_disparity" else {}
+        values = []
+        for g in groups:
+            r = spec.fn(g, **options)
+            values.append(list(getattr(r, "rewards", r)))
+        out["rewards"][name] = {"auc": within_group_auc(values, correct), "top": top_choice_accuracy(values, correct)}
+    # self-certainty: the teacher-forced distributions of the rollout's own tokens, split head / tail and by span
+    ids, att, P = pack(batch.prompt_ids, batch.tokens, batch.mask, trainer.tok.pad_token_id)
+    parts: dict[bool, dict[str, list[float]]] = {True: {}, False: {}}
+    diffs = []
+    with torch.no_grad():
+        for s in range(0, len(batch), 32):
+            sl = slice(s, s + 32)
+            pos = (att[sl].cumsum(-1) - 1).clamp(min=0)
+            logits = trainer.policy(input_ids=ids[sl], attention_mask=att[sl], position_ids=pos,
+                                    logits_to_keep=batch.tokens.shape[1] + 1).logits[:, :-1].float()  # (b, T, V)
+            head, tail = kl_uniform_parts(torch.log_softmax(logits / cfg.temperature, -1), HEAD_K)  # (b, T) each
+            for j in range(head.shape[0]):
+                i = s + j
+                g, k = divmod(i, cfg.n_votes)
+                T = int(batch.mask[i].sum())
+                if T == 0:
+                    continue
+                c = groups[g].completions[k]
+                try:
+                    span = answer_token_positions(c, trainer.tok)
+                except Exception:  # noqa: BLE001  (a text the tokenizer cannot map back: no span split for it)
+                    span = None
+                for part, x in (("head", head[j, :T]), ("tail", tail[j, :T])):
+                    for name, v in span_contributions(x, span).items():
+                        parts[correct[g][k]].setdefault(f"{name} {part}", []).append(v)
+    sc = [[c.self_certainty.mean().item() if len(c.self_certainty) else None for c in g.completions] for g in groups]
+    for vals, cor in zip(sc, correct):
+        good = [v for v, ok in zip(vals, cor) if ok and v is not None]
+        bad = [v for v, ok in zip(vals, cor) if not ok and v is not None]
+        if good and bad:
+            diffs.append(statistics.fmean(good) - statistics.fmean(bad))
+    out["self_certainty"] = {
+        "within_group_diff": statistics.fmean(diffs) if diffs else None,
+        "mean": statistics.fmean(v for row in sc for v in row if v is not None),
+        "parts": {("correct" if ok else "wrong"): {k: statistics.fmean(v) for k, v in d.items()}
+                  for ok, d in parts.items() if d}}
+    return out
+
+
+
+def measure_ttt(settings: dict, k: int, seeds: int, folder: Path) -> dict:
+    """A :class:`Job` of kind ``ttt``: ``urlvr ttt`` for one arm; the paired comparisons and the run's signals."""
+    import shutil
+    import time
+
+    from urlvr.config import TrainConfig
+    from urlvr.evaluation.ttt import run_ttt
+    from urlvr.io import read_jsonl
+
+    t0 = time.time()
+    out = run_ttt(TrainConfig.from_dict({**settings, "out_dir": str(folder / "run")}), k=k, seeds=seeds,
+                  transfer=False, progress=False)
+    shutil.rmtree(folder / "run" / "checkpoints", ignore_errors=True)  # a full model per arm: the numbers are kept
+    rows = [x for x in read_jsonl(folder / "run" / "metrics.jsonl") if x["step"] > 0]
+    comps = {c["metric"]: c for c in out["comparisons"] if c["split"] == "test"}
+    ent = [x["policy/entropy"] for x in rows if x.get("policy/entropy") is not None]
+    n = max(1, len(ent) // 5)
+    return {"comparisons": {m: comps[m] for m in (f"avg@{k}", f"maj@{k}")},
+            "label_accuracy": tail_mean(rows, "oracle/label_accuracy"),
+            "entropy_ratio": (statistics.fmean(ent[-n:]) / statistics.fmean(ent[:n])) if ent else None,
+            "seconds": time.time() - t0}

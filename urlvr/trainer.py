@@ -134,8 +134,9 @@ class Trainer:
         if cfg.prompts_per_step % self.dist.world:
             raise UrlvrError(f"prompts_per_step ({cfg.prompts_per_step}) is not divisible by the number of processes "
                              f"({self.dist.world}); groups are never split across processes, so choose a multiple")
+        # fused: one kernel over all parameters (the default loop costs 0.45 s a step on SmolLM2's 135M, fused 0.13)
         self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=cfg.lr,
-                                     weight_decay=cfg.weight_decay)
+                                     weight_decay=cfg.weight_decay, fused=self.device.type in ("cpu", "cuda"))
         self.model, self.opt = self.dist.prepare(self.model, self.opt)
         self.policy = self.dist.unwrap(self.model)  # the bare model: sampling, saving
         self.sampler = HFSampler(self.policy, self.tok)

@@ -51,7 +51,7 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, progress: boo
     if steps is not None:
         base["steps"] = steps
     t0 = time.time()
-    bars = Bars(2, progress)
+    bars = Bars(2, progress, label="demo")
     runner = Runner(out, None, bars, fresh=True, jobs=jobs)
     try:
         say(f"[demo] base models with the {' and '.join(models)} priors (built once, then cached) ...")

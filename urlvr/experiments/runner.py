@@ -24,14 +24,14 @@ __all__ = ["Bars", "Job", "run_job", "Runner"]
 class Bars:
     """Three stacked bars: experiments, runs of the experiment, steps of the run."""
 
-    def __init__(self, experiments: int, enabled: bool):
-        self.enabled = enabled
-        self.top = Bar(experiments, "reproduce", unit="exp", enabled=enabled, position=0)
+    def __init__(self, experiments: int, enabled: bool, label: str = "reproduce"):
+        self.enabled, self.label = enabled, label
+        self.top = Bar(experiments, label, unit="exp", enabled=enabled, position=0)
         self.runs = Bar(0, "", unit="run", enabled=enabled, position=1, leave=False)
         self.steps = Bar(0, "", unit="step", enabled=enabled, position=2, leave=False)
 
     def experiment(self, name: str, runs: int) -> None:
-        self.top.describe(f"reproduce: {name}")
+        self.top.describe(f"{self.label}: {name}")
         self.runs.reset(runs, name)
 
     def run(self, name: str, steps: int) -> Callable[[dict], None]:

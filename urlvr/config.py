@@ -840,9 +840,9 @@ class Plan(Config):
     real_lm_k: int = 8
     real_lm_steps: int = 30
     real_lm_lr: float = 1e-5
-    real_lm_seeds: int = 2
+    real_lm_seeds: int = 3
     """Training seeds per arm (sets that are not a whole split run seed 0 only)."""
-    real_lm_eval_seeds: int = 2
+    real_lm_eval_seeds: int = 3
     # methods (not in the default list: urlvr reproduce --only methods)
     methods: tuple[str, ...] = ("majority_vote", "evol_rl", "scope", "scope_topk", "ttrl_guard", "self_harmony",
                                 "covo", "rlpr", "restrain", "spine", "snr", "certified_only")

@@ -168,8 +168,8 @@ def _measured(p, seeds, name) -> str:
             + ("" if name is None else
                f"Chosen: '{name}'. Test-time training on those problems unlabeled, {p.real_lm_steps} steps of "
                f"up to 8 prompts x 8 completions, lr {p.real_lm_lr:g}, rollout seeds {seeds}; evaluation before and "
-               f"after the final step on the same problems with the same settings ({p.real_lm_eval_seeds} sampling "
-               f"seeds, k = {p.real_lm_k}), paired bootstrap CI over problems. The gold answers reach only the gold "
+               f"after the final step on the same problems with the same settings (sampling seeds "
+               f"0..{p.real_lm_eval_seeds - 1}, k = {p.real_lm_k}), paired bootstrap CI over problems. The gold answers reach only the gold "
                "arm's reward and the evaluation."))
 
 

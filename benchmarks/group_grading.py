@@ -28,9 +28,8 @@ import argparse
 import random
 import time
 
-import psutil
 
-from harness import add_common_args, machine, ratio, setup, summary
+from harness import add_common_args, cpu_seconds, machine, ratio, setup, summary
 
 
 def make_group(gold: str, others: list[str], n: int, rng: random.Random) -> list[str]:
@@ -61,20 +60,6 @@ def naive_vote(answers: list[str]) -> tuple[list[int], int]:
     for c in ids:  # a cluster's id is its first completion's index
         counts[c] = counts.get(c, 0) + 1
     return ids, max(counts, key=lambda c: (counts[c], -c))
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process and its live children (the grader's workers)."""
-    me = psutil.Process()
-    procs = [me] + me.children(recursive=True)
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def main() -> None:

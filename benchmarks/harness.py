@@ -31,7 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 __all__ = ["REPO", "add_common_args", "add_workload_args", "setup", "testbed_model", "urlvr_trainer", "trl_trainer",
-           "TRL_PRESETS", "bench_model",
+           "TRL_PRESETS", "bench_model", "cpu_seconds",
            "interleaved", "summary", "machine", "ratio"]
 
 
@@ -176,6 +176,21 @@ def ratio(a: list[float], b: list[float]) -> tuple[float, float, float]:
     """Median of the per-repetition ratios a_i / b_i (paired: same round), with their min and max."""
     rs = [x / y for x, y in zip(a, b)]
     return statistics.median(rs), min(rs), max(rs)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its live children (e.g. the grader's worker processes)."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for p in [me] + me.children(recursive=True):
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def machine() -> str:

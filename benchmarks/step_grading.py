@@ -41,9 +41,8 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import psutil
 
-from harness import REPO, add_common_args, machine, ratio, summary
+from harness import REPO, add_common_args, cpu_seconds, machine, ratio, summary
 
 PHASES = ("gold", "clusters")
 COUNTS = ("rounds", "sent", "received", "waits", "comparisons", "parses", "answers")
@@ -125,19 +124,6 @@ def make_steps(n_steps: int, prompts: int, group: int) -> list[list[tuple[str, l
             step.append((gold, answers))
         steps.append(step)
     return steps
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process and its live children (the graders' workers)."""
-    me = psutil.Process()
-    total = 0.0
-    for p in [me] + me.children(recursive=True):
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 __all__ = [
     "TOL", "Verdict", "verdict", "describe", "curve_stats", "rises_then_falls", "stays", "most", "val_curve",
     "step_curve", "tail_mean", "families_verdicts", "dataset_size_verdicts", "mcs_verdict", "external_verdict",
-    "certainty_explanation", "tail_fraction", "RANDOM_AUC", "TINY_DIFF", "TAIL_SHARE",
+    "certainty_explanation", "tail_fraction", "kl_quarters", "sharpening_budget", "RANDOM_AUC", "TINY_DIFF", "TAIL_SHARE",
 ]
 
 TOL = 0.03
@@ -124,6 +124,36 @@ def tail_mean(rows: list[dict], key: str, frac: float = 0.2) -> float | None:
         return None
     tail = vals[-max(1, int(len(vals) * frac)) :]
     return statistics.fmean(tail)
+
+
+def kl_quarters(rows: list[dict], key: str = "policy/kl_initial") -> list[float | None]:
+    """Mean of ``key`` over each quarter of a run's training steps (None for a quarter without a value).
+
+    >>> kl_quarters([{"step": s, "policy/kl_initial": float(s)} for s in range(0, 9)])
+    [1.5, 3.5, 5.5, 7.5]
+    """
+    vals = [(r["step"], r[key]) for r in rows if r["step"] > 0 and r.get(key) is not None]
+    last = max((r["step"] for r in rows), default=0)
+    out: list[float | None] = []
+    for i in range(4):
+        lo, hi = last * i / 4, last * (i + 1) / 4
+        part = [v for s, v in vals if lo < s <= hi]
+        out.append(statistics.fmean(part) if part else None)
+    return out
+
+
+def sharpening_budget(first_rows: list[dict]) -> float:
+    """Per-token KL that pure sharpening of the initial majority costs: ``−log r0 / length`` (METHODS.md §8), from
+    the first steps' mean majority ratio ``r0`` and mean response length.
+
+    >>> round(sharpening_budget([{"step": 1, "diag/majority_ratio": 0.5, "rollout/length_mean": 10.0}]), 4)
+    0.0693
+    """
+    r0 = [r["diag/majority_ratio"] for r in first_rows if r.get("diag/majority_ratio") is not None and r["step"] > 0]
+    ln = [r["rollout/length_mean"] for r in first_rows if r.get("rollout/length_mean") is not None and r["step"] > 0]
+    if not r0 or not ln:
+        return float("nan")
+    return -math.log(max(statistics.fmean(r0), 1e-3)) / max(statistics.fmean(ln), 1.0)
 
 
 def _finite(x) -> bool:

@@ -39,6 +39,8 @@ def test_reproduce_smoke_writes_findings_and_figures(tmp_path):
     certainty = next(f for f in data["findings"] if f["experiment"] == "certainty")
     assert "within-group AUC" in certainty["why"] and "| self_certainty arm |" in text
     assert "**Verdict:" in text and "| # | finding | verdict |" in text
+    kept = json.loads((out / "seconds.json").read_text())  # written after each experiment: a crash loses no time
+    assert set(kept) == set(data["seconds"]) and all(v >= 0 for v in kept.values())
     # finished runs are reused (nothing retrained); missing ones run, here in two worker processes
     metrics = out / "families" / "aligned_majority_vote_s0" / "metrics.jsonl"
     stamp = metrics.stat().st_mtime_ns

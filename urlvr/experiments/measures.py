@@ -37,6 +37,9 @@ def measure_preferences(model: str, task: str, task_options: dict, settings: dic
     from urlvr.rollout import pack
     from urlvr.trainer import Trainer
 
+    from urlvr.loading import resolve_model
+
+    model = resolve_model(model, task, task_options)  # a built-in name (smollm2) or a testbed name to its folder
     cfg = TrainConfig.from_dict({"model": model, "task": task, "task_options": task_options, "val_problems": 0,
                                  "save_every": 0, "sample_every": 0, "kl_every": 0, "lr": 1e-9, "steps": 1,
                                  "reward": "majority_vote", "out_dir": str(folder / "run"), **settings})

@@ -32,6 +32,8 @@ __all__ = ["EXPERIMENTS", "DEFAULT_EXPERIMENTS", "reproduce"]
 EXPERIMENTS: dict[str, Callable[[Runner, list[int]], tuple[list[Finding], list[Path]]]] = {
     "families": families.run, "dataset_size": dataset_size.run, "mcs": mcs.run, "external": external.run,
     "certainty": certainty.run, "real_lm": real_lm.run, "methods": methods.run}
+SECONDS = "seconds.json"
+"""Per experiment, the seconds of the invocation that last ran its jobs (kept in the output folder)."""
 DEFAULT_EXPERIMENTS = ("families", "dataset_size", "mcs", "external", "certainty", "real_lm")
 """The paper's findings, the self-certainty explanation and the real-LM finding, run when no experiment is
 named; ``methods`` (the 2025–26 methods side by side) only with ``--only methods``."""
@@ -55,8 +57,11 @@ def reproduce(out_dir: str | Path = "runs/reproduce", plan: str | Plan = "full",
     runner = Runner(out, p, bars, fresh, jobs)
     findings: list[Finding] = []
     figures: list[Path] = []
-    # an experiment whose runs were all reused keeps the time of the invocation that ran them
+    # an experiment whose runs were all reused keeps the time of the invocation that ran them; times are kept
+    # after each experiment (SECONDS), so an invocation that stops half-way loses none
     before = read_json(out / "findings.json").get("seconds", {}) if (out / "findings.json").is_file() else {}
+    if (out / SECONDS).is_file():
+        before.update(read_json(out / SECONDS))
     try:
         for name in names:
             t, ran = time.time(), runner.ran
@@ -66,6 +71,7 @@ def reproduce(out_dir: str | Path = "runs/reproduce", plan: str | Plan = "full",
             runner.seconds[name] = round(time.time() - t, 1)
             if runner.ran == ran and name in before:
                 runner.seconds[name] = before[name]
+            write_json(out / SECONDS, {**before, **runner.seconds})
             bars.experiment_done()
     finally:
         runner.close()

@@ -20,7 +20,7 @@ real LM (SmolLM2-135M-Instruct on the set the ``real_lm`` experiment chooses).
 one change at a time (:data:`ABLATIONS`): lr / 4, sampling temperature 0.6, the answer's tokens only
 (``span=answer``), the 1000-entry vocabulary, ``errors=noise``. Per arm: validation start, peak, end, and
 whether training raises the quantity it rewards (``policy/self_certainty`` end / start) and sharpens
-(majority ratio) or diffuses (distinct answers per group).
+(majority ratio) or diffuses (distinct answers per group, their peak in the first half of the run).
 """
 
 from __future__ import annotations
@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from urlvr.errors import UrlvrError
+from urlvr.experiments.figures import plot_preferences
 from urlvr.experiments.findings import Finding
 from urlvr.experiments.measures import HEAD_K, PREFERENCE_REWARDS
 from urlvr.experiments.runner import Job, Runner
-from urlvr.experiments.verdicts import certainty_explanation, curve_stats, describe, tail_fraction, val_curve
+from urlvr.experiments.verdicts import (certainty_explanation, curve_stats, describe, tail_fraction, tail_mean,
+                                        val_curve)
 
 __all__ = ["run", "ABLATIONS"]
 
@@ -97,7 +99,10 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
         curves[arm] = curve_stats([val_curve(rows, p.val_k)[1] for rows in rows_by_seed],
                                   val_curve(rows_by_seed[0], p.val_k)[0])
         shapes[arm] = {key: [_end_over_start(rows, key) for rows in rows_by_seed]
-                       for key in ("policy/self_certainty", "diag/majority_ratio", "diag/distinct_answers")}
+                       for key in ("policy/self_certainty", "diag/majority_ratio")}
+        shapes[arm]["diag/distinct_answers"] = [_early_peak_over_start(rows, "diag/distinct_answers")
+                                                for rows in rows_by_seed]
+        shapes[arm]["label_accuracy_end"] = [tail_mean(rows, "oracle/label_accuracy") for rows in rows_by_seed]
     pref_table = [["model", "mixed groups", "pick any", *PREFERENCE_REWARDS, "SC correct − wrong (nats)",
                    "SC difference from the tail"]]
     for name, res in prefs.items():
@@ -107,12 +112,12 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
                              for x in PREFERENCE_REWARDS),
                            _f(sc["within_group_diff"], "{:+.4f}"), _tail_share(sc)])
     arm_table = [["self_certainty arm", "start", "peak (step)", "end", "SC end/start", "majority ratio end/start",
-                  "distinct answers end/start"]]
+                  "distinct answers, first-half peak/start", "label accuracy end"]]
     for arm in arms:
         c, sh = curves[arm], shapes[arm]
         arm_table.append([arm, describe(c["start_seeds"]), f"{c['peak']:.3f} ({c['peak_step']})", describe(c["end_seeds"]),
                           describe(sh["policy/self_certainty"]), describe(sh["diag/majority_ratio"]),
-                          describe(sh["diag/distinct_answers"])])
+                          describe(sh["diag/distinct_answers"]), describe(sh["label_accuracy_end"])])
     verdict, why = certainty_explanation(prefs, curves, shapes)
     measured = (f"Part 1: one step's {p.certainty_groups} groups of {p.n} completions per base model (AUC = within-"
                 "group P(correct ranked above wrong), ties ½; top = share of groups whose top-ranked completion "
@@ -122,10 +127,11 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
                 f"{p.prompts_per_step} x {p.n}, lr {p.families_lr:g} unless changed, seeds {seeds}; validation "
                 f"avg@{p.val_k}; end/start ratios of the run's own signals (means of the first and last 20 % of "
                 "steps).")
+    figure = plot_preferences(prefs, PREFERENCE_REWARDS, curves, r.out / "fig5_certainty.png", p.val_k)
     finding = Finding("certainty", "Self-certainty is the most stable intrinsic reward: it sharpens the prior and "
                       "degrades slowly (§8). Why does it collapse at once on the testbed?", measured, pref_table, verdict,
                       why, {"preferences": prefs, "curves": curves, "shapes": shapes}, [arm_table])
-    return [finding], []
+    return [finding], [figure]
 
 
 def _with_knobs(name: str, knobs: str) -> str:
@@ -147,6 +153,15 @@ def _end_over_start(rows: list[dict], key: str) -> float | None:
     n = max(1, len(first) // 5)
     start, end = statistics.fmean(first[:n]), statistics.fmean(first[-n:])
     return end / start if start else None
+
+
+def _early_peak_over_start(rows: list[dict], key: str) -> float | None:
+    """Highest 5-step mean of ``key`` in the first half of the run over its first 5-step mean."""
+    vals = [r[key] for r in rows if r["step"] > 0 and r.get(key) is not None]
+    if len(vals) < 10:
+        return None
+    means = [statistics.fmean(vals[i : i + 5]) for i in range(0, len(vals) // 2 - 4)]
+    return max(means) / means[0] if means and means[0] else None
 
 
 def _tail_share(sc: dict) -> str:

@@ -43,7 +43,8 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
         kl[size] = kls
         kl_path[size] = [statistics.fmean(q[i] for q in paths if q[i] is not None)
                          if any(q[i] is not None for q in paths) else None for i in range(4)]
-    figure = plot_sizes(on_set, held_out, r.out / "fig2_dataset_size.png", len(seeds), window, p.val_k)
+    budget = sharpening_budget([row for size in p.sizes for seed in seeds for row in runs[f"n{size}_s{seed}"][:11]])
+    figure = plot_sizes(on_set, held_out, r.out / "fig2_dataset_size.png", len(seeds), window, p.val_k, kl_path, budget)
     table = [["problems", "on the set: start", "peak (step)", "end", "rise", "fall", "seeds stable / rise then fall",
               f"held-out avg@{p.val_k}: start", "end", "KL to initial (last 20%)"]]
     for n in p.sizes:
@@ -62,7 +63,6 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
                  "(>= 512) rise then fall (§10).", measured, table, shape.verdict, shape.why,
                  {"on_set": {str(k): v for k, v in on_set.items()}, "held_out": {str(k): v for k, v in held_out.items()},
                   "kl": {str(k): v for k, v in kl.items()}})
-    budget = sharpening_budget([row for size in p.sizes for seed in seeds for row in runs[f"n{size}_s{seed}"][:11]])
     kl_table = [["problems", "visits per problem", "KL 1st quarter", "2nd", "3rd", "4th (per token, seed mean)",
                  "4th / 2nd"]]
     for n in p.sizes:

@@ -22,6 +22,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from urlvr.experiments.figures import plot_before_after
 from urlvr.experiments.findings import Finding
 from urlvr.experiments.runner import Job, Runner
 from urlvr.experiments.verdicts import describe
@@ -153,8 +154,12 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
             f"{statistics.fmean(x['seconds'] for x in rows) / 60:.1f}"])
         numbers["ttt"][reward] = rows
     why = _why(numbers, k, search[name])
+    figure = plot_before_after({reward: [x["comparisons"][f"avg@{k}"] for x in numbers["ttt"][reward]]
+                                for reward in TTT_REWARDS}, f"avg@{k}", r.out / "fig6_real_lm.png",
+                               f"6. SmolLM2-135M-Instruct, test-time training on '{name}' ({c['problems']} problems)\n"
+                               f"avg@{k} before (grey) and after each run (error bar: 95% CI of the paired difference)")
     return [Finding("real LM", CLAIM, _measured(p, tseeds, name), search_table, "measured", why, numbers,
-                    [ttt_table])], []
+                    [ttt_table])], [figure]
 
 
 CLAIM = ("On a real LM, test-time training with majority vote sharpens the model's majority answer (maj@k = what "

@@ -272,6 +272,8 @@ RANDOM_AUC = (0.35, 0.65)
 """A within-group AUC inside this band counts as no real preference between correct and wrong completions."""
 TINY_DIFF = 0.01
 """Mean within-group self-certainty difference (nats) below which GRPO's normalisation is amplifying noise."""
+DIFFUSE = 0.1
+"""Distinct answers per group rising by more than this fraction of their start counts as diffusion."""
 TAIL_SHARE = 0.8
 """Share of the correct − wrong self-certainty difference carried by the vocabulary tail to call it tail-dominated."""
 
@@ -290,7 +292,7 @@ def certainty_explanation(prefs: dict[str, dict], curves: dict[str, dict], shape
     ...          "self_certainty": {"within_group_diff": 0.002, "parts": {}}}}
     >>> c = curve_stats([[0.6, 0.3, 0.1]], [0, 10, 20])
     >>> shapes = {"self_certainty": {"policy/self_certainty": [0.98], "diag/majority_ratio": [0.7],
-    ...           "diag/distinct_answers": [1.4]}}
+    ...           "diag/distinct_answers": [1.4], "label_accuracy_end": [0.1]}}
     >>> v, why = certainty_explanation(prefs, {"self_certainty": c}, shapes)
     >>> v, "no real preference" in why, "diffuses" in why
     ('not reproduced', True, True)
@@ -338,11 +340,13 @@ def certainty_explanation(prefs: dict[str, dict], curves: dict[str, dict], shape
         sc_ratio = _mean(sh["policy/self_certainty"])
         distinct = _mean(sh["diag/distinct_answers"])
         ratio = _mean(sh["diag/majority_ratio"])
-        diffuses = sc_ratio is not None and distinct is not None and sc_ratio < 1 and distinct > 1
-        how = "diffuses the policy instead of sharpening it" if diffuses else "does not diffuse the policy"
-        lines.append(f"(4) Training on it {how} (diffusion: the rewarded self-certainty falls and distinct answers "
-                     f"rise): the mean self-certainty goes {_fx(sc_ratio)}× (end/start), the majority ratio "
-                     f"{_fx(ratio)}×, the distinct answers per group {_fx(distinct)}×.")
+        label = _mean(sh.get("label_accuracy_end"))
+        diffuses = distinct is not None and distinct > 1 + DIFFUSE
+        lines.append(f"(4) Training on it {'first diffuses the policy' if diffuses else 'does not diffuse the policy'} "
+                     f"(distinct answers per group up to {_fx(distinct)}× their start in the first half of the run; "
+                     f"diffusion = more than {1 + DIFFUSE:g}×) and ends with the majority ratio at {_fx(ratio)}× its start "
+                     f"and a label accuracy of {_fx(label)} over the last 20 % of steps, while the rewarded quantity "
+                     f"itself barely moves (mean self-certainty {_fx(sc_ratio)}× its start).")
     others = [arm for arm in curves if arm != "self_certainty"]
     if others:
         fall = [arm for arm in others if curves[arm]["end"] - curves[arm]["start"] < -TOL]

@@ -839,6 +839,8 @@ class Plan(Config):
     """Also measure the preferences of the aligned prior with a 1000-entry vocabulary and with ``errors=noise``."""
     # 6. a real LM: test-time training on SmolLM2 ("" = skip)
     real_lm: str = "smollm2"
+    real_lm_candidates: tuple[str, ...] = ()
+    """Names of :data:`urlvr.experiments.real_lm.CANDIDATES` to search (empty = all)."""
     real_lm_k: int = 8
     real_lm_steps: int = 30
     real_lm_lr: float = 1e-5

@@ -22,6 +22,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from urlvr.errors import UrlvrError
 from urlvr.experiments.figures import plot_before_after
 from urlvr.experiments.findings import Finding
 from urlvr.experiments.runner import Job, Runner
@@ -82,11 +83,20 @@ def _eval_payload(model: str, c: dict, k: int, seeds: int) -> dict:
             "problems": c["problems"], "split": "test", "options": options}
 
 
+def _candidates(p) -> dict[str, dict]:
+    names = list(p.real_lm_candidates) or list(CANDIDATES)
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        raise UrlvrError(f"unknown real-LM candidate(s) {unknown}; choose from {', '.join(CANDIDATES)}")
+    return {n: CANDIDATES[n] for n in names}
+
+
 def _search(r: Runner, p) -> dict[str, dict]:
-    jobs = [Job("eval", r.out / "real_lm" / f"search_{i}", f"search {name}", _eval_payload(p.real_lm, c, p.real_lm_k, 1))
-            for i, (name, c) in enumerate(CANDIDATES.items())]
+    cands = _candidates(p)
+    jobs = [Job("eval", r.out / "real_lm" / f"search_{list(CANDIDATES).index(name)}", f"search {name}",
+                _eval_payload(p.real_lm, c, p.real_lm_k, 1)) for name, c in cands.items()]
     out = {}
-    for name, res in zip(CANDIDATES, r.execute(jobs)):
+    for name, res in zip(cands, r.execute(jobs)):
         m = res["benchmarks"][0]["metrics"]
         k = p.real_lm_k
         out[name] = {"avg": m[f"avg@{k}"]["mean"], "maj": m[f"maj@{k}"]["mean"], "pass": m[f"pass@{k}"]["mean"],
@@ -98,7 +108,7 @@ def _search(r: Runner, p) -> dict[str, dict]:
 def chosen_setting(r: Runner, p) -> dict:
     """The chosen candidate's settings (the search runs, or is reused, first); the first candidate if none qualifies."""
     search = _search(r, p)
-    name = choose(search) or next(iter(CANDIDATES))
+    name = choose(search) or next(iter(search))
     return {"name": name, **CANDIDATES[name]}
 
 
@@ -107,7 +117,7 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
     if not p.real_lm:  # a plan without a real model (the tests' smoke plan)
         return [], []
     tseeds = seeds[: p.real_lm_seeds]
-    r.bars.experiment("real LM", len(CANDIDATES) + len(TTT_REWARDS) * len(tseeds))
+    r.bars.experiment("real LM", len(_candidates(p)) + len(TTT_REWARDS) * len(tseeds))
     search = _search(r, p)
     name = choose(search)
     search_table = [["candidate set and prompt", "problems", f"avg@{p.real_lm_k}", f"maj@{p.real_lm_k}",
@@ -168,7 +178,7 @@ CLAIM = ("On a real LM, test-time training with majority vote sharpens the model
 
 def _measured(p, seeds, name) -> str:
     return (f"{p.real_lm} (SmolLM2-135M-Instruct, the built-in real model, full fine-tune, fp32, CPU). Search: "
-            f"{len(CANDIDATES)} candidate sets of the arithmetic task's test split and prompt formats, avg@"
+            f"{len(_candidates(p))} candidate sets of the arithmetic task's test split and prompt formats, avg@"
             f"{p.real_lm_k} / maj@{p.real_lm_k} / pass@{p.real_lm_k} of the base model (1 seed). "
             + ("" if name is None else
                f"Chosen: '{name}'. Test-time training on those problems unlabeled, {p.real_lm_steps} steps of "

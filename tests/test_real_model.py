@@ -23,7 +23,7 @@ MATH500 = SHARED_DATA / "math500.jsonl"
 RECIPE = REPO / "recipes" / "smollm2_math500_majority_vote.yaml"
 COMMON = [str(RECIPE), f"task_options={{path: {MATH500}, grader: math, limit: 8, fallback: [answer_is]}}",
           "train_problems=4", "prompts_per_step=2", "n_votes=2", "n_train=2", "max_new_tokens=6", "lr=1e-4",
-          "save_every=1", "sample_every=1", "micro_batch_size=2"]
+          "save_every=1", "sample_every=1", "micro_batch_size=2", "kl_every=1"]
 FULL = ["lora_rank=0"]
 
 

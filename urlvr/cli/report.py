@@ -34,7 +34,8 @@ def run_report(args) -> int:
 
 
 def add_reproduce(r: argparse.ArgumentParser) -> None:
-    r.add_argument("--quick", action="store_true", help="the small plan (at most 10 min on 2 cores; no real LM)")
+    r.add_argument("--quick", action="store_true",
+                   help="the small plan (2 cores: 5 min with the testbed models built, 13 from scratch; no real LM)")
     r.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     r.add_argument("--out", default="runs/reproduce", help="output folder (default runs/reproduce)")
     r.add_argument("--only", action="append", choices=EXPERIMENT_NAMES,

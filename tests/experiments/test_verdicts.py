@@ -113,3 +113,55 @@ def test_curves_from_metric_rows():
     assert step_curve(rows, "oracle/accuracy", 5) == ([5, 10], [pytest.approx(0.3), pytest.approx(0.8)])
     assert tail_mean(rows, "policy/kl_initial", 0.2) == pytest.approx(9.5)
     assert verdict([]) == "reproduced"
+
+
+# ---- the KL finding's and the self-certainty finding's pieces ----------------------------------------
+
+def test_kl_quarters_average_each_quarter_of_the_steps_and_leave_unmeasured_quarters_empty():
+    from urlvr.experiments.verdicts import kl_quarters
+
+    rows = [{"step": 0, "policy/kl_initial": 9.0}] + [{"step": s} for s in range(1, 9)]
+    for s, v in ((3, 1.0), (5, 2.0), (6, 4.0)):  # kl_every > 1: a value on some steps only; step 0 never counts
+        rows[s]["policy/kl_initial"] = v
+    assert kl_quarters(rows) == [None, 1.0, 3.0, None]
+
+
+def test_sharpening_budget_is_minus_log_r0_per_token_and_nan_without_data():
+    from urlvr.experiments.verdicts import sharpening_budget
+
+    rows = [{"step": 0, "diag/majority_ratio": 0.01, "rollout/length_mean": 1.0},  # step 0 is not a training step
+            {"step": 1, "diag/majority_ratio": 0.2, "rollout/length_mean": 4.0},
+            {"step": 2, "diag/majority_ratio": 0.6, "rollout/length_mean": 6.0}]
+    assert sharpening_budget(rows) == pytest.approx(-math.log(0.4) / 5.0)
+    assert math.isnan(sharpening_budget([{"step": 1, "rollout/length_mean": 4.0}]))
+
+
+def test_tail_fraction_is_the_tails_share_of_the_correct_minus_wrong_difference():
+    from urlvr.experiments.verdicts import tail_fraction
+
+    parts = {"correct": {"answer head": 1.0, "answer tail": 5.0, "format tail": 2.0},
+             "wrong": {"answer head": 2.0, "answer tail": 2.0, "format tail": 2.0}}
+    assert tail_fraction(parts) == pytest.approx(3.0 / 4.0)  # |+3| tail against |−1| head
+    assert tail_fraction({"correct": {"answer tail": 1.0}}) is None  # no wrong completions
+    assert tail_fraction({"correct": {"answer tail": 1.0}, "wrong": {"answer tail": 1.0}}) is None  # no difference
+
+
+def _prefs(auc):
+    return {"base_rate": 0.6, "self_certainty": {"within_group_diff": 0.5, "mean": 13.0, "parts": {}},
+            "rewards": {"self_certainty": {"auc": auc, "top": 0.7}, "trajectory_entropy": {"auc": 1.0, "top": 1.0},
+                        "majority_vote": {"auc": 1.0, "top": 1.0}}}
+
+
+def test_certainty_explanation_reproduces_a_rise_that_holds_and_names_what_differs():
+    from urlvr.experiments.verdicts import certainty_explanation
+
+    holds = curves(STABLE)
+    ablations = {"self_certainty": holds, "lr / 4": curves(FALLING), "answer span": curves(STABLE)}
+    prefs = {"aligned": _prefs(0.9), "SmolLM2 (real LM)": _prefs(0.5)}
+    v, why = certainty_explanation(prefs, ablations, {})
+    assert v == "reproduced"
+    assert "rises and holds" in why and "a preference for correct" in why and "not tiny" in why
+    assert "(5) One change at a time: lr / 4 still fall" in why and "answer span do not" in why
+    assert "SmolLM2 (real LM)" in why and "unlike the testbed" not in why  # AUC 0.5 is the same absence
+    v, why = certainty_explanation({"aligned": _prefs(0.9)}, {"self_certainty": curves(RISE_FALL)}, {})
+    assert v == "partly reproduced" and "rises then falls" in why and "(5)" not in why  # rises, does not hold

@@ -306,6 +306,32 @@ def test_a_group_cut_off_by_its_budget_leaves_the_other_groups_of_the_round_alon
         assert g.stats["over_budget"] >= 1 and g.stats["timeouts"] >= 1  # the slow group was cut off
 
 
+def test_a_slow_group_head_among_a_steps_groups_costs_what_it_costs_alone():
+    """A slow head inside a step of 16 groups (batches of several comparisons per worker): the slow group's
+    comparisons are never batched together, so they run side by side as in a round of that group alone; its
+    head is suspected after its first timeouts and its healthy forms are compared within a budget of 4 timeouts,
+    with no worker killed (batched together, they ran in turn and a worker was killed over a skipped one)."""
+    slow = [STUCK, "(a+b+c)^{100}", "(p+q+r)^{100}", "7", "\\frac{14}{2}"]
+    healthy = [[str(10 * g + j) for j in range(7)] + [f"\\frac{{{2 * (10 * g)}}}{{2}}"] for g in range(15)]
+    with _started(workers=2, timeout=0.5, group_budget=2.0) as g:
+        ids = g.cluster_many([slow, *healthy])
+        assert ids[0] == [0, 1, 2, 3, 3] and g.stats["over_budget"] == 0 and g.stats["restarts"] == 0
+        assert ids[1:] == [[0, 1, 2, 3, 4, 5, 6, 0]] * 15
+
+
+def test_a_batch_takes_at_most_one_comparison_per_group():
+    import collections
+
+    from urlvr.grading import _Budget, _one_per_group
+
+    a, b = _Budget(1.0), _Budget(1.0)
+    budgets = [a, a, b, None, None, a, b]
+    pending = collections.deque(range(7))
+    assert _one_per_group(pending, budgets, 16) == [0, 2, 3, 4]  # in order; unlimited items are not grouped
+    assert list(pending) == [1, 5, 6]
+    assert _one_per_group(pending, budgets, 1) == [1] and _one_per_group(pending, budgets, 16) == [5, 6]
+
+
 def _integer_step(n_groups=16):
     """A MATH-500 step, 8 completions per problem with an integer gold: the gold, equivalent rewrites
     (``\\frac{2n}{2}``, ``n.0``, ``\\sqrt{n^2}``), wrong answers (``n+1``, another problem's gold, ``nx``) and

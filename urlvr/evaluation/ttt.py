@@ -22,7 +22,20 @@ from urlvr.loading import resolve_model
 from urlvr.tasks import get_task
 from urlvr.trainer import train
 
-__all__ = ["run_ttt"]
+__all__ = ["run_ttt", "eval_config"]
+
+
+def eval_config(cfg: TrainConfig, model: str, split: str, problems: int, k: int, seeds: int) -> EvalConfig:
+    """The evaluation harness's settings for ``model`` on ``problems`` of ``split``, with the prompts rendered as
+    ``cfg`` trains (task, its options and template, chat template, system prompt) and ``cfg``'s validation
+    sampling (``val_temperature``, ``top_p``, ``max_new_tokens``), grader and device."""
+    options = dict(cfg.task_options)
+    template = options.pop("template", None)  # the harness takes it as its own setting
+    return EvalConfig(model=model, data=(cfg.task,), k=k, seeds=seeds, max_new_tokens=cfg.max_new_tokens,
+                      temperature=cfg.val_temperature, top_p=cfg.top_p, problems=problems, split=split,
+                      options=options, template=template, equivalence=cfg.equivalence, device=cfg.device,
+                      dtype=cfg.dtype, grader_workers=cfg.grader_workers, grader_timeout=cfg.grader_timeout,
+                      chat=cfg.chat, system_prompt=cfg.system_prompt or None)
 
 
 def run_ttt(cfg: TrainConfig, k: int = 8, seeds: int = 3, transfer: bool = True, progress: bool = True) -> dict:
@@ -52,14 +65,7 @@ def run_ttt(cfg: TrainConfig, k: int = 8, seeds: int = 3, transfer: bool = True,
         splits["validation"] = cfg.val_problems or cfg.train_problems
 
     def harness(model: str, split: str, problems: int) -> dict:
-        options = dict(cfg.task_options)
-        template = options.pop("template", None)  # the harness takes it as its own setting
-        ecfg = EvalConfig(model=model, data=(cfg.task,), k=k, seeds=seeds, max_new_tokens=cfg.max_new_tokens,
-                          temperature=cfg.val_temperature, top_p=cfg.top_p, problems=problems, split=split,
-                          options=options, template=template, equivalence=cfg.equivalence, device=cfg.device,
-                          dtype=cfg.dtype, grader_workers=cfg.grader_workers, grader_timeout=cfg.grader_timeout,
-                          chat=cfg.chat, system_prompt=cfg.system_prompt or None)  # prompts as training renders them
-        return evaluate(ecfg, progress=progress)
+        return evaluate(eval_config(cfg, model, split, problems, k, seeds), progress=progress)
 
     results: dict[str, dict] = {}
     for split, n in splits.items():

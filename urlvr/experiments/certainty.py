@@ -34,8 +34,8 @@ from urlvr.experiments.figures import plot_preferences
 from urlvr.experiments.findings import Finding
 from urlvr.experiments.measures import HEAD_K, PREFERENCE_REWARDS
 from urlvr.experiments.runner import Job, Runner
-from urlvr.experiments.verdicts import (certainty_explanation, curve_stats, describe, tail_fraction, tail_mean,
-                                        val_curve)
+from urlvr.experiments.verdicts import (certainty_explanation, curve_stats, describe, end_over_start, fmt,
+                                        tail_fraction, tail_mean, val_curve)
 
 __all__ = ["run", "ABLATIONS"]
 
@@ -67,22 +67,20 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
                 {"model": path, "task": "arithmetic", "task_options": dict(p.task_options), "settings": settings})
             for name, path in paths.items()]
     if p.real_lm:
-        from urlvr.experiments.real_lm import chosen_setting
+        from urlvr.experiments.real_lm import candidate_settings, chosen_setting
 
-        real = chosen_setting(r, p)
+        real = candidate_settings(p, chosen_setting(r, p))  # prompts rendered as the search and ttt render them
+        rest = {k: v for k, v in real.items() if k not in ("model", "task", "task_options")}
         jobs.append(Job("preferences", r.out / "certainty" / "preferences_real_lm", "preferences SmolLM2",
-                        {"model": p.real_lm, "task": "arithmetic", "task_options": real["task_options"],
-                         "settings": {**settings, "chat": real["chat"], "max_new_tokens": real["max_new_tokens"],
-                                      "train_split": "test", "train_problems": real["problems"],
-                                      "prompts_per_step": min(p.certainty_groups, real["problems"])}}))
+                        {"model": real["model"], "task": real["task"], "task_options": real["task_options"],
+                         "settings": {**settings, **rest,
+                                      "prompts_per_step": min(p.certainty_groups, real["train_problems"])}}))
     names = list(prior_models) + (["SmolLM2-135M-Instruct (real LM)"] if p.real_lm else [])
     prefs = dict(zip(names, r.execute(jobs)))
     # Part 2: training ablations
-    base = {"aligned": paths["aligned"]}
-    for arm in arms:
-        knobs = ABLATIONS[arm].get("knobs")
-        if knobs:
-            base[arm] = r.model(_with_knobs(p.aligned, knobs), "arithmetic", p.task_options)
+    knobbed = [arm for arm in arms if ABLATIONS[arm].get("knobs")]
+    base = dict(zip(knobbed, r.models([_with_knobs(p.aligned, ABLATIONS[arm]["knobs"]) for arm in knobbed],
+                                      "arithmetic", p.task_options)))  # built together, in the workers
     grid = []
     for arm in arms:
         a = ABLATIONS[arm]
@@ -98,7 +96,7 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
         rows_by_seed = [runs[f"{_slug(arm)}_s{seed}"] for seed in seeds]
         curves[arm] = curve_stats([val_curve(rows, p.val_k)[1] for rows in rows_by_seed],
                                   val_curve(rows_by_seed[0], p.val_k)[0])
-        shapes[arm] = {key: [_end_over_start(rows, key) for rows in rows_by_seed]
+        shapes[arm] = {key: [end_over_start(rows, key) for rows in rows_by_seed]
                        for key in ("policy/self_certainty", "diag/majority_ratio")}
         shapes[arm]["diag/distinct_answers"] = [_early_peak_over_start(rows, "diag/distinct_answers")
                                                 for rows in rows_by_seed]
@@ -107,10 +105,10 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
                    "SC difference from the tail"]]
     for name, res in prefs.items():
         sc = res["self_certainty"]
-        pref_table.append([name, f"{res['mixed_groups']}/{res['groups']}", _f(res["base_rate"]),
-                           *(f"{_f(res['rewards'][x]['auc'])} / {_f(res['rewards'][x]['top'])}"
+        pref_table.append([name, f"{res['mixed_groups']}/{res['groups']}", fmt(res["base_rate"]),
+                           *(f"{fmt(res['rewards'][x]['auc'])} / {fmt(res['rewards'][x]['top'])}"
                              for x in PREFERENCE_REWARDS),
-                           _f(sc["within_group_diff"], "{:+.4f}"), _tail_share(sc)])
+                           fmt(sc["within_group_diff"], "{:+.4f}"), fmt(tail_fraction(sc.get("parts", {})), "{:.2f}")])
     arm_table = [["self_certainty arm", "start", "peak (step)", "end", "SC end/start", "majority ratio end/start",
                   "distinct answers, first-half peak/start", "label accuracy end"]]
     for arm in arms:
@@ -142,19 +140,6 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name.lower()).strip("_")
 
 
-def _f(x, fmt: str = "{:.3f}") -> str:
-    return "-" if x is None else fmt.format(x)
-
-
-def _end_over_start(rows: list[dict], key: str) -> float | None:
-    first = [r[key] for r in rows if r["step"] > 0 and r.get(key) is not None]
-    if len(first) < 5:
-        return None
-    n = max(1, len(first) // 5)
-    start, end = statistics.fmean(first[:n]), statistics.fmean(first[-n:])
-    return end / start if start else None
-
-
 def _early_peak_over_start(rows: list[dict], key: str) -> float | None:
     """Highest 5-step mean of ``key`` in the first half of the run over its first 5-step mean."""
     vals = [r[key] for r in rows if r["step"] > 0 and r.get(key) is not None]
@@ -162,8 +147,3 @@ def _early_peak_over_start(rows: list[dict], key: str) -> float | None:
         return None
     means = [statistics.fmean(vals[i : i + 5]) for i in range(0, len(vals) // 2 - 4)]
     return max(means) / means[0] if means and means[0] else None
-
-
-def _tail_share(sc: dict) -> str:
-    share = tail_fraction(sc.get("parts", {}))
-    return "-" if share is None else f"{share:.2f}"

@@ -43,7 +43,8 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
         kl[size] = kls
         kl_path[size] = [statistics.fmean(q[i] for q in paths if q[i] is not None)
                          if any(q[i] is not None for q in paths) else None for i in range(4)]
-    budget = sharpening_budget([row for size in p.sizes for seed in seeds for row in runs[f"n{size}_s{seed}"][:11]])
+    budget = sharpening_budget([row for size in p.sizes for seed in seeds for row in runs[f"n{size}_s{seed}"]
+                                if row["step"] <= 10])  # the first 10 steps
     figure = plot_sizes(on_set, held_out, r.out / "fig2_dataset_size.png", len(seeds), window, p.val_k, kl_path, budget)
     table = [["problems", "on the set: start", "peak (step)", "end", "rise", "fall", "seeds stable / rise then fall",
               f"held-out avg@{p.val_k}: start", "end", "KL to initial (last 20%)"]]

@@ -9,13 +9,12 @@ and degrades the misaligned one (it sharpens the prior, right or wrong); gold im
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
 
 from urlvr.experiments.runner import Bars, Runner
-from urlvr.io import write_json, write_text
+from urlvr.io import read_json, write_json, write_text
 from urlvr.testbed.priors import format_card
 
 __all__ = ["run_demo", "DEMO_SETTINGS", "DEMO_MODELS"]
@@ -71,7 +70,7 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, progress: boo
     finally:
         runner.close()
         bars.close()
-    rows = [(prior, reward, json.loads((out / f"{prior}_{reward}" / "summary.json").read_text()))
+    rows = [(prior, reward, read_json(out / f"{prior}_{reward}" / "summary.json"))
             for prior in models for reward in REWARDS]
     table = _table(rows, base["val_k"])
     verdict = _verdict(rows)

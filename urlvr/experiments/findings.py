@@ -35,7 +35,8 @@ def format_findings(findings: list[Finding], figures: list[Path], p: Plan, secon
     from urlvr.report import markdown_table
 
     only = "" if list(seconds) == list(default) else "".join(f" --only {name}" for name in seconds)
-    title = ("Findings of the paper, reproduced on the testbed and on a real LM" if not only else
+    real = any(f.experiment == "real LM" for f in findings)  # a plan without a real model (--quick) has none
+    title = (f"Findings of the paper, reproduced on the testbed{' and on a real LM' if real else ''}" if not only else
              "The 2025–26 methods beside majority vote on the testbed" if list(seconds) == ["methods"] else
              "Findings on the testbed")
     lines = [f"# {title}", "",

@@ -12,7 +12,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from urlvr.experiments.verdicts import tail_mean
+from urlvr.experiments.verdicts import end_over_start, tail_mean
 
 __all__ = ["PREFERENCE_REWARDS", "HEAD_K", "measure_preferences", "measure_ttt"]
 
@@ -27,73 +27,69 @@ HEAD_K = 3
 def measure_preferences(model: str, task: str, task_options: dict, settings: dict, folder: Path) -> dict:
     """Part 1 for one model (a :class:`Job` of kind ``preferences``): sample one step's groups, rank them by
     every reward of :data:`PREFERENCE_REWARDS`, split self-certainty into head and tail per span."""
+    import inspect
+    import math
+
     import torch
 
     from urlvr.config import TrainConfig
     from urlvr.experiments.preferences import (base_rate, kl_uniform_parts, span_contributions, top_choice_accuracy,
-                                               within_group_auc)
-    from urlvr.rewards import get_reward
-    from urlvr.rewards.certainty import answer_token_positions
-    from urlvr.rollout import pack
-    from urlvr.trainer import Trainer
-
+                                               within_group_auc, within_group_diff)
     from urlvr.loading import resolve_model
+    from urlvr.rewards import get_reward
+    from urlvr.rewards.base import call_reward
+    from urlvr.rewards.certainty import answer_token_positions
+    from urlvr.rollout import LOGIT_BUDGET, pack
+    from urlvr.trainer import Trainer
 
     model = resolve_model(model, task, task_options)  # a built-in name (smollm2) or a testbed name to its folder
     cfg = TrainConfig.from_dict({"model": model, "task": task, "task_options": task_options, "val_problems": 0,
                                  "save_every": 0, "sample_every": 0, "kl_every": 0, "lr": 1e-9, "steps": 1,
                                  "reward": "majority_vote", "out_dir": str(folder / "run"), **settings})
     trainer = Trainer(cfg, model)
-    examples, batch, groups, labeled, _ = trainer.sample_groups(0)
+    _, batch, groups, labeled, _ = trainer.sample_groups(0)
     correct = [list(lg.correct) for lg in labeled]
     out: dict[str, Any] = {"groups": len(groups), "n": cfg.n_votes, "base_rate": base_rate(correct),
                            "mixed_groups": sum(0 < sum(c) < len(c) for c in correct), "rewards": {}}
+    values: dict[str, list[list[float | None]]] = {}
     for name in PREFERENCE_REWARDS:
         spec = get_reward(name)
-        options = {"tokenizer": trainer.tok} if name == "probability_disparity" else {}
-        values = []
-        for g in groups:
-            r = spec.fn(g, **options)
-            values.append(list(getattr(r, "rewards", r)))
-        out["rewards"][name] = {"auc": within_group_auc(values, correct), "top": top_choice_accuracy(values, correct)}
+        options = {"tokenizer": trainer.tok} if "tokenizer" in inspect.signature(spec.fn).parameters else {}
+        values[name] = [[s if s is not None and math.isfinite(s) else None for s in call_reward(spec, g, options).scores]
+                        for g in groups]
+        out["rewards"][name] = {"auc": within_group_auc(values[name], correct),
+                                "top": top_choice_accuracy(values[name], correct)}
     # self-certainty: the teacher-forced distributions of the rollout's own tokens, split head / tail and by span
-    ids, att, P = pack(batch.prompt_ids, batch.tokens, batch.mask, trainer.tok.pad_token_id)
+    ids, att, _ = pack(batch.prompt_ids, batch.tokens, batch.mask, trainer.tok.pad_token_id)
+    T = batch.tokens.shape[1]
+    rows = max(1, LOGIT_BUDGET // ((T + 1) * trainer.policy.config.vocab_size))  # (rows, T+1, V) logits at a time
     parts: dict[bool, dict[str, list[float]]] = {True: {}, False: {}}
-    diffs = []
     with torch.no_grad():
-        for s in range(0, len(batch), 32):
-            sl = slice(s, s + 32)
-            pos = (att[sl].cumsum(-1) - 1).clamp(min=0)
-            logits = trainer.policy(input_ids=ids[sl], attention_mask=att[sl], position_ids=pos,
-                                    logits_to_keep=batch.tokens.shape[1] + 1).logits[:, :-1].float()  # (b, T, V)
+        for s in range(0, len(batch), rows):
+            a = att[s : s + rows].to(trainer.device)
+            pos = (a.cumsum(-1) - 1).clamp(min=0)
+            logits = trainer.policy(input_ids=ids[s : s + rows].to(trainer.device), attention_mask=a, position_ids=pos,
+                                    logits_to_keep=T + 1).logits[:, :-1].float()  # (b, T, V)
             head, tail = kl_uniform_parts(torch.log_softmax(logits / cfg.temperature, -1), HEAD_K)  # (b, T) each
             for j in range(head.shape[0]):
-                i = s + j
-                g, k = divmod(i, cfg.n_votes)
-                T = int(batch.mask[i].sum())
-                if T == 0:
+                g, k = divmod(s + j, cfg.n_votes)
+                length = int(batch.mask[s + j].sum())
+                if length == 0:
                     continue
-                c = groups[g].completions[k]
                 try:
-                    span = answer_token_positions(c, trainer.tok)
+                    span = answer_token_positions(groups[g].completions[k], trainer.tok)
                 except Exception:  # noqa: BLE001  (a text the tokenizer cannot map back: no span split for it)
                     span = None
-                for part, x in (("head", head[j, :T]), ("tail", tail[j, :T])):
+                for part, x in (("head", head[j, :length].cpu()), ("tail", tail[j, :length].cpu())):
                     for name, v in span_contributions(x, span).items():
                         parts[correct[g][k]].setdefault(f"{name} {part}", []).append(v)
-    sc = [[c.self_certainty.mean().item() if len(c.self_certainty) else None for c in g.completions] for g in groups]
-    for vals, cor in zip(sc, correct):
-        good = [v for v, ok in zip(vals, cor) if ok and v is not None]
-        bad = [v for v, ok in zip(vals, cor) if not ok and v is not None]
-        if good and bad:
-            diffs.append(statistics.fmean(good) - statistics.fmean(bad))
+    sc = values["self_certainty"]  # mean KL(U ‖ p_t) per completion
     out["self_certainty"] = {
-        "within_group_diff": statistics.fmean(diffs) if diffs else None,
+        "within_group_diff": within_group_diff(sc, correct),
         "mean": statistics.fmean(v for row in sc for v in row if v is not None),
         "parts": {("correct" if ok else "wrong"): {k: statistics.fmean(v) for k, v in d.items()}
                   for ok, d in parts.items() if d}}
     return out
-
 
 
 def measure_ttt(settings: dict, k: int, seeds: int, folder: Path) -> dict:
@@ -111,9 +107,7 @@ def measure_ttt(settings: dict, k: int, seeds: int, folder: Path) -> dict:
     shutil.rmtree(folder / "run" / "checkpoints", ignore_errors=True)  # a full model per arm: the numbers are kept
     rows = [x for x in read_jsonl(folder / "run" / "metrics.jsonl") if x["step"] > 0]
     comps = {c["metric"]: c for c in out["comparisons"] if c["split"] == "test"}
-    ent = [x["policy/entropy"] for x in rows if x.get("policy/entropy") is not None]
-    n = max(1, len(ent) // 5)
     return {"comparisons": {m: comps[m] for m in (f"avg@{k}", f"maj@{k}")},
             "label_accuracy": tail_mean(rows, "oracle/label_accuracy"),
-            "entropy_ratio": (statistics.fmean(ent[-n:]) / statistics.fmean(ent[:n])) if ent else None,
+            "entropy_ratio": end_over_start(rows, "policy/entropy"),
             "seconds": time.time() - t0}

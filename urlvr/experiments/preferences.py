@@ -7,6 +7,7 @@ the reward of each completion (None = no reward) and whether it is correct (orac
 - :func:`within_group_auc`: over every (correct, wrong) pair of completions *of the same group*, the share
   in which the correct one gets the higher reward (ties count ½). 0.5 = no preference, 1 = always the
   correct one, below 0.5 = the reward prefers wrong answers.
+- :func:`within_group_diff`: the mean within-group gap between the correct and the wrong completions' rewards.
 - :func:`top_choice_accuracy`: the share of groups whose highest-reward completion is correct (ties to the
   first), against the base rate of picking any completion, :func:`base_rate`.
 - :func:`kl_uniform_parts`: self-certainty ``KL(U ‖ p_t) = (1/V) Σ_v log((1/V) / p_t(v))`` split into the part
@@ -33,8 +34,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["within_group_auc", "top_choice_accuracy", "base_rate", "kl_uniform_parts", "span_contributions",
-           "SPANS"]
+__all__ = ["within_group_auc", "within_group_diff", "top_choice_accuracy", "base_rate", "kl_uniform_parts",
+           "span_contributions", "SPANS"]
 
 SPANS = ("format", "answer", "end")
 """Token spans of a completion: before the answer, the answer (the content of the last ``\\boxed{}``), after it."""
@@ -43,17 +44,35 @@ Rewards = Sequence[Sequence[float | None]]
 Correct = Sequence[Sequence[bool]]
 
 
+def _sides(rewards: Rewards, correct: Correct):
+    """Per group: the rewards of its correct completions and of its wrong ones (None rewards left out)."""
+    for r, c in zip(rewards, correct):
+        yield ([x for x, ok in zip(r, c) if ok and x is not None], [x for x, ok in zip(r, c) if not ok and x is not None])
+
+
 def within_group_auc(rewards: Rewards, correct: Correct) -> float | None:
     """P(reward of a correct completion > reward of a wrong one of the same group), ties ½; None without a pair."""
     wins = pairs = 0.0
-    for r, c in zip(rewards, correct):
-        good = [x for x, ok in zip(r, c) if ok and x is not None]
-        bad = [x for x, ok in zip(r, c) if not ok and x is not None]
+    for good, bad in _sides(rewards, correct):
         for a in good:
             for b in bad:
                 pairs += 1
                 wins += 1.0 if a > b else 0.5 if a == b else 0.0
     return wins / pairs if pairs else None
+
+
+def within_group_diff(rewards: Rewards, correct: Correct) -> float | None:
+    """Mean over groups with both kinds of (mean reward of the correct completions − mean of the wrong ones);
+    None rewards are left out; None without such a group.
+
+    >>> within_group_diff([[3.0, 1.0, 2.0], [5.0, None], [1.0, 1.0]], [[True, False, True], [True, False], [True, True]])
+    1.5
+    """
+    diffs = []
+    for good, bad in _sides(rewards, correct):
+        if good and bad:
+            diffs.append(sum(good) / len(good) - sum(bad) / len(bad))
+    return sum(diffs) / len(diffs) if diffs else None
 
 
 def top_choice_accuracy(rewards: Rewards, correct: Correct) -> float | None:

@@ -28,7 +28,7 @@ from urlvr.experiments.findings import Finding
 from urlvr.experiments.runner import Job, Runner
 from urlvr.experiments.verdicts import describe
 
-__all__ = ["run", "CANDIDATES", "MIN_AVG", "choose", "chosen_setting", "TTT_REWARDS"]
+__all__ = ["run", "CANDIDATES", "MIN_AVG", "choose", "chosen_setting", "candidate_settings", "TTT_REWARDS"]
 
 FEW_SHOT_1 = "1+2=3\n5-3=2\n3*2=6\n{question}="
 FEW_SHOT_ADD = "1+2=3\n5+3=8\n6+1=7\n{question}="
@@ -75,12 +75,21 @@ def choose(search: dict[str, dict]) -> str | None:
     return max(ok, key=lambda name: (ok[name], -list(search).index(name))) if ok else None
 
 
-def _eval_payload(model: str, c: dict, k: int, seeds: int) -> dict:
-    options = dict(c["task_options"])
-    template = options.pop("template", None)
-    return {"model": model, "data": ["arithmetic"], "k": k, "seeds": seeds, "max_new_tokens": c["max_new_tokens"],
-            "template": template, "system_prompt": c["system_prompt"] or None, "chat": c["chat"],
-            "problems": c["problems"], "split": "test", "options": options}
+def candidate_settings(p, c: dict) -> dict:
+    """TrainConfig settings that render and sample candidate ``c`` (its test problems, prompt format, lengths):
+    the same for the search, the certainty experiment's preferences and test-time training."""
+    return {"model": p.real_lm, "task": "arithmetic", "task_options": dict(c["task_options"]), "chat": c["chat"],
+            "system_prompt": c["system_prompt"], "max_new_tokens": c["max_new_tokens"], "train_split": "test",
+            "train_problems": c["problems"], "val_temperature": 1.0}
+
+
+def _eval_payload(p, c: dict, k: int, seeds: int) -> dict:
+    """The harness's settings for candidate ``c``, exactly as ``urlvr ttt`` evaluates its training runs."""
+    from urlvr.config import TrainConfig
+    from urlvr.evaluation.ttt import eval_config
+
+    cfg = TrainConfig.from_dict(candidate_settings(p, c))
+    return eval_config(cfg, p.real_lm, "test", c["problems"], k, seeds).to_dict()
 
 
 def _candidates(p) -> dict[str, dict]:
@@ -92,9 +101,12 @@ def _candidates(p) -> dict[str, dict]:
 
 
 def _search(r: Runner, p) -> dict[str, dict]:
+    """The base model on every candidate (evaluated once per reproduction: certainty and real_lm both ask)."""
+    if "real_lm_search" in r.memo:
+        return r.memo["real_lm_search"]
     cands = _candidates(p)
     jobs = [Job("eval", r.out / "real_lm" / f"search_{list(CANDIDATES).index(name)}", f"search {name}",
-                _eval_payload(p.real_lm, c, p.real_lm_k, 1)) for name, c in cands.items()]
+                _eval_payload(p, c, p.real_lm_k, 1)) for name, c in cands.items()]
     out = {}
     for name, res in zip(cands, r.execute(jobs)):
         m = res["benchmarks"][0]["metrics"]
@@ -102,14 +114,14 @@ def _search(r: Runner, p) -> dict[str, dict]:
         out[name] = {"avg": m[f"avg@{k}"]["mean"], "maj": m[f"maj@{k}"]["mean"], "pass": m[f"pass@{k}"]["mean"],
                      "unparsable": m["unparsable_rate"]["mean"], "truncated": m["truncation_rate"]["mean"],
                      "problems": res["benchmarks"][0]["data"]["problems"]}
+    r.memo["real_lm_search"] = out
     return out
 
 
 def chosen_setting(r: Runner, p) -> dict:
-    """The chosen candidate's settings (the search runs, or is reused, first); the first candidate if none qualifies."""
+    """The chosen candidate (the search runs, or is reused, first); the first candidate if none qualifies."""
     search = _search(r, p)
-    name = choose(search) or next(iter(search))
-    return {"name": name, **CANDIDATES[name]}
+    return CANDIDATES[choose(search) or next(iter(search))]
 
 
 def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
@@ -137,13 +149,10 @@ def run(r: Runner, seeds: list[int]) -> tuple[list[Finding], list[Path]]:
     jobs = []
     for reward in TTT_REWARDS:
         for seed in tseeds:
-            settings = {"model": p.real_lm, "task": "arithmetic", "task_options": dict(c["task_options"]),
-                        "chat": c["chat"], "system_prompt": c["system_prompt"], "train_split": "test",
-                        "train_problems": c["problems"], "val_problems": 0, "reward": reward,
+            settings = {**candidate_settings(p, c), "val_problems": 0, "reward": reward,
                         "prompts_per_step": min(8, c["problems"]), "n_votes": 8, "n_train": 8,
-                        "max_new_tokens": c["max_new_tokens"], "steps": p.real_lm_steps, "lr": p.real_lm_lr,
-                        "save_every": p.real_lm_steps, "sample_every": p.real_lm_steps, "seed": seed,
-                        "kl_every": 1, "val_temperature": 1.0}
+                        "steps": p.real_lm_steps, "lr": p.real_lm_lr, "save_every": p.real_lm_steps,
+                        "sample_every": p.real_lm_steps, "seed": seed, "kl_every": 1}
             jobs.append(Job("ttt", r.out / "real_lm" / f"ttt_{reward}_s{seed}", f"ttt {reward} s{seed}",
                             {"settings": settings, "k": k, "seeds": p.real_lm_eval_seeds},
                             p.real_lm_steps))

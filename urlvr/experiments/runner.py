@@ -77,7 +77,6 @@ def run_job(job: Job, on_step: Callable[[dict], None] | None = None):
 
     from urlvr.io import read_jsonl, write_json
     from urlvr.trainer import train
-    from urlvr.watch import collapse
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -95,41 +94,57 @@ def run_job(job: Job, on_step: Callable[[dict], None] | None = None):
             if not job.keep_checkpoints:
                 shutil.rmtree(job.folder / "checkpoints", ignore_errors=True)  # the curves are what we keep
             return read_jsonl(job.folder / "metrics.jsonl")
-        p = job.payload
-        if job.kind in ("preferences", "eval", "ttt"):
-            result = _measure(job)
-            write_json(job.folder / "result.json", {"key": job.key(), "result": result})
-            return result
-        args = (p["model"], p["task"], p["task_options"])
-        if job.kind == "mcs":
-            result = collapse.model_collapse_step(*args, MCSConfig.from_dict(p["settings"]), job.folder, on_step)
-        elif job.kind == "gt":
-            result = collapse.gt_gain(*args, GainConfig.from_dict(p["settings"]), job.folder, on_step)
-        else:
-            result = collapse.passk_gain(*args, GainConfig.from_dict(p["settings"]), job.folder)
+        if job.kind not in _MEASURES:
+            raise ValueError(f"unknown job kind {job.kind!r}; one of train, build, {', '.join(_MEASURES)}")
+        result = _MEASURES[job.kind](job.payload, job.folder, on_step)
         write_json(job.folder / "result.json", {"key": job.key(), "result": result})
         return result
     finally:
         torch.set_num_threads(threads)
 
 
-def _measure(job: Job):
-    """The measurements of the certainty and real-LM experiments (their modules do the work)."""
-    p = job.payload
-    if job.kind == "preferences":
-        from urlvr.experiments.measures import measure_preferences
+def _mcs(p: dict, folder: Path, on_step):
+    from urlvr.watch.collapse import model_collapse_step
 
-        return measure_preferences(p["model"], p["task"], p["task_options"], p["settings"], job.folder)
-    if job.kind == "ttt":
-        from urlvr.experiments.measures import measure_ttt
+    return model_collapse_step(p["model"], p["task"], p["task_options"], MCSConfig.from_dict(p["settings"]), folder,
+                               on_step)
 
-        return measure_ttt(p["settings"], p["k"], p["seeds"], job.folder)
+
+def _gt(p: dict, folder: Path, on_step):
+    from urlvr.watch.collapse import gt_gain
+
+    return gt_gain(p["model"], p["task"], p["task_options"], GainConfig.from_dict(p["settings"]), folder, on_step)
+
+
+def _passk(p: dict, folder: Path, on_step):
+    from urlvr.watch.collapse import passk_gain
+
+    return passk_gain(p["model"], p["task"], p["task_options"], GainConfig.from_dict(p["settings"]), folder)
+
+
+def _preferences(p: dict, folder: Path, on_step):
+    from urlvr.experiments.measures import measure_preferences
+
+    return measure_preferences(p["model"], p["task"], p["task_options"], p["settings"], folder)
+
+
+def _ttt(p: dict, folder: Path, on_step):
+    from urlvr.experiments.measures import measure_ttt
+
+    return measure_ttt(p["settings"], p["k"], p["seeds"], folder)
+
+
+def _eval(p: dict, folder: Path, on_step):
     from urlvr.config import EvalConfig
     from urlvr.evaluation.harness import evaluate, write_results
 
     results, samples = evaluate(EvalConfig.from_dict(p), progress=False)
-    write_results(job.folder, results, samples)
+    write_results(folder, results, samples)
     return results
+
+
+_MEASURES = {"mcs": _mcs, "gt": _gt, "passk": _passk, "preferences": _preferences, "eval": _eval, "ttt": _ttt}
+"""Job kinds that store one ``result.json`` (the certainty and real-LM modules do their own work)."""
 
 
 def _job_in_worker(job: Job, ticks=None):
@@ -157,6 +172,8 @@ class Runner:
         self.seconds: dict[str, float] = {}
         self.ran = 0
         """Jobs run (not reused) so far."""
+        self.memo: dict[str, object] = {}
+        """Results that several experiments of one reproduction share (the real-LM search)."""
 
     def model(self, name: str, task: str, task_options: dict) -> str:
         """The folder of ``name`` (``testbed:PRIOR...`` built once and cached, with a bar while building)."""
@@ -167,10 +184,10 @@ class Runner:
         there are several (each build is one CPU thread's work). Their prior cards are in :attr:`cards`."""
         from urlvr.testbed.priors import build_prior, cache_dir, parse_model
 
-        todo: list[tuple[tuple, Job]] = []
+        todo: dict[str, tuple[list[tuple], Job]] = {}  # by the prior's cache key: the names asking, the build
         for name in names:
             key = (name, task, json.dumps(task_options, sort_keys=True))
-            if key in self.paths:
+            if key in self.paths or any(key in keys for keys, _ in todo.values()):
                 continue
             spec = parse_model(name, task, task_options)
             if spec is None:
@@ -178,13 +195,16 @@ class Runner:
             elif (cache_dir() / spec.key() / "prior_card.json").is_file():
                 path, self.cards[key], _ = build_prior(spec)  # cached: instant
                 self.paths[key] = str(path)
+            elif spec.key() in todo:  # another name of the same prior: one build
+                todo[spec.key()][0].append(key)
             else:
                 steps = spec.weak_steps if spec.prior == "weak" else spec.steps
-                todo.append((key, Job("build", cache_dir() / spec.key(), f"build {name.removeprefix('testbed:')}",
-                                      spec.to_dict(), steps)))
+                todo[spec.key()] = ([key], Job("build", cache_dir() / spec.key(),
+                                               f"build {name.removeprefix('testbed:')}", spec.to_dict(), steps))
         if todo:
-            for (key, _), built in zip(todo, self.execute([job for _, job in todo], reuse=False)):
-                self.paths[key], self.cards[key] = built["path"], built["card"]
+            for (keys, _), built in zip(todo.values(), self.execute([job for _, job in todo.values()], reuse=False)):
+                for key in keys:
+                    self.paths[key], self.cards[key] = built["path"], built["card"]
         return [self.paths[(n, task, json.dumps(task_options, sort_keys=True))] for n in names]
 
     def card(self, name: str, task: str, task_options: dict) -> dict | None:

@@ -126,6 +126,21 @@ def tail_mean(rows: list[dict], key: str, frac: float = 0.2) -> float | None:
     return statistics.fmean(tail)
 
 
+def end_over_start(rows: list[dict], key: str, frac: float = 0.2) -> float | None:
+    """Mean of ``key`` over the last ``frac`` of a run's training steps over its mean over the first ``frac``
+    (None with fewer than 5 values or a zero start).
+
+    >>> end_over_start([{"step": s, "x": float(s)} for s in range(11)], "x")
+    5.0
+    """
+    vals = [r[key] for r in rows if r["step"] > 0 and r.get(key) is not None]
+    if len(vals) < 5:
+        return None
+    n = max(1, int(len(vals) * frac))
+    start = statistics.fmean(vals[:n])
+    return statistics.fmean(vals[-n:]) / start if start else None
+
+
 def kl_quarters(rows: list[dict], key: str = "policy/kl_initial") -> list[float | None]:
     """Mean of ``key`` over each quarter of a run's training steps (None for a quarter without a value).
 
@@ -314,17 +329,17 @@ def certainty_explanation(prefs: dict[str, dict], curves: dict[str, dict], shape
         near_random = auc is not None and RANDOM_AUC[0] <= auc <= RANDOM_AUC[1]
         lines.append(
             f"(1) Inside a group it has {'no real preference' if near_random else 'a preference'} for correct "
-            f"completions: within-group AUC {_fx(auc)} (band of no preference {RANDOM_AUC[0]}–{RANDOM_AUC[1]}); its "
-            f"top-ranked completion is correct in {_fx(top)} of groups against {_fx(a['base_rate'])} for any "
+            f"completions: within-group AUC {fmt(auc)} (band of no preference {RANDOM_AUC[0]}–{RANDOM_AUC[1]}); its "
+            f"top-ranked completion is correct in {fmt(top)} of groups against {fmt(a['base_rate'])} for any "
             f"completion, while trajectory entropy ranks by the sampled tokens' probability (AUC "
-            f"{_fx(rw['trajectory_entropy']['auc'])}) and majority vote by agreement (AUC "
-            f"{_fx(rw['majority_vote']['auc'])}).")
+            f"{fmt(rw['trajectory_entropy']['auc'])}) and majority vote by agreement (AUC "
+            f"{fmt(rw['majority_vote']['auc'])}).")
         diff = sc.get("within_group_diff")
         if diff is not None:
             lines.append(
                 f"(2) The differences it ranks by are {'tiny' if abs(diff) < TINY_DIFF else 'not tiny'}: "
                 f"{diff:+.4f} nats between a group's correct and wrong completions (threshold {TINY_DIFF}), against "
-                f"a reward of about {_fx(sc.get('mean'))} nats; group normalisation turns them into "
+                f"a reward of about {fmt(sc.get('mean'))} nats; group normalisation turns them into "
                 "±1 advantages all the same. The completions of a group share the prompt and every token before "
                 "the answer, and self-certainty is a property of each distribution p_t, not of the sampled token, "
                 "so only the few positions after the completions part can differ.")
@@ -343,10 +358,10 @@ def certainty_explanation(prefs: dict[str, dict], curves: dict[str, dict], shape
         label = _mean(sh.get("label_accuracy_end"))
         diffuses = distinct is not None and distinct > 1 + DIFFUSE
         lines.append(f"(4) Training on it {'first diffuses the policy' if diffuses else 'does not diffuse the policy'} "
-                     f"(distinct answers per group up to {_fx(distinct)}× their start in the first half of the run; "
-                     f"diffusion = more than {1 + DIFFUSE:g}×) and ends with the majority ratio at {_fx(ratio)}× its start "
-                     f"and a label accuracy of {_fx(label)} over the last 20 % of steps, while the rewarded quantity "
-                     f"itself barely moves (mean self-certainty {_fx(sc_ratio)}× its start).")
+                     f"(distinct answers per group up to {fmt(distinct)}× their start in the first half of the run; "
+                     f"diffusion = more than {1 + DIFFUSE:g}×) and ends with the majority ratio at {fmt(ratio)}× its start "
+                     f"and a label accuracy of {fmt(label)} over the last 20 % of steps, while the rewarded quantity "
+                     f"itself barely moves (mean self-certainty {fmt(sc_ratio)}× its start).")
     others = [arm for arm in curves if arm != "self_certainty"]
     if others:
         fall = [arm for arm in others if curves[arm]["end"] - curves[arm]["start"] < -TOL]
@@ -356,10 +371,10 @@ def certainty_explanation(prefs: dict[str, dict], curves: dict[str, dict], shape
     for name in real:
         auc = prefs[name]["rewards"]["self_certainty"]["auc"]
         same = auc is not None and RANDOM_AUC[0] <= auc <= RANDOM_AUC[1]
-        lines.append(f"(6) {name} on its short-answer set: self-certainty AUC {_fx(auc)}, "
+        lines.append(f"(6) {name} on its short-answer set: self-certainty AUC {fmt(auc)}, "
                      f"{'the same absence of preference' if same else 'unlike the testbed'}; trajectory entropy "
-                     f"{_fx(prefs[name]['rewards']['trajectory_entropy']['auc'])}, majority vote "
-                     f"{_fx(prefs[name]['rewards']['majority_vote']['auc'])}.")
+                     f"{fmt(prefs[name]['rewards']['trajectory_entropy']['auc'])}, majority vote "
+                     f"{fmt(prefs[name]['rewards']['majority_vote']['auc'])}.")
     return verdict([rises, holds]), " ".join(lines)
 
 
@@ -368,8 +383,9 @@ def _mean(xs) -> float | None:
     return statistics.fmean(xs) if xs else None
 
 
-def _fx(x) -> str:
-    return "-" if x is None else f"{x:.3f}"
+def fmt(x, spec: str = "{:.3f}") -> str:
+    """A number for a table or a sentence; ``-`` for None."""
+    return "-" if x is None else spec.format(x)
 
 
 def tail_fraction(parts: dict) -> float | None:

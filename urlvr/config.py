@@ -54,9 +54,9 @@ DTYPES = {"auto": None, "float32": "float32", "fp32": "float32", "bfloat16": "bf
           "float16": "float16", "fp16": "float16"}
 """Accepted ``dtype`` spellings and the torch dtype each means (``auto``: bf16 on a GPU that has it, else fp32)."""
 PRIORS = ("aligned", "weak", "misaligned")
+"""Testbed priors (:mod:`urlvr.testbed.priors`)."""
 PRIOR_ERRORS = ("near_miss", "derail", "noise")
 """How a testbed prior's random wrong answers are made (:attr:`PriorConfig.errors`)."""
-"""Testbed priors (:mod:`urlvr.testbed.priors`)."""
 CHAT_MODES = ("auto", "on", "off")
 """How prompts use the tokenizer's chat template (:mod:`urlvr.prompts`)."""
 REPORT_TO = ("none", "tensorboard", "wandb")
@@ -601,23 +601,14 @@ class EvalConfig(Config):
         if not self.data:
             raise UrlvrError("give at least one --data")
         if self.template is not None:
-            _check_template(self.template, "--template")
+            from urlvr.tasks.base import check_template
+
+            check_template(self.template, "--template")
         bad = sorted(set(self.options) & set(self.FILE_OPTIONS))
         if bad:
             raise UrlvrError(f"set {', '.join(bad)} with its own flag (--data, --grader, --template, --limit), "
                              "not with --option")
         _check_device("--device", self.device)
-
-
-def _check_template(template: str, name: str) -> str:
-    try:
-        ok = "{question}" in template and template.format(question="") is not None
-    except (KeyError, IndexError, ValueError):
-        ok = False
-    if not ok:
-        raise UrlvrError(f"{name} must contain {{question}} and write literal braces doubled, "
-                         "e.g. '{question}\\nPut the answer in \\\\boxed{{}}.'")
-    return template
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -231,7 +231,6 @@ class HFSampler:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.no_grad()
     def generate(self, prompts: list[str], settings: SamplingSettings, seed: int | list[int]) -> RolloutBatch:
         seeds = [seed] * len(prompts) if isinstance(seed, int) else list(seed)
         if len(seeds) != len(prompts):
@@ -315,6 +314,7 @@ class HFSampler:
         rows = None  # (b,) batch rows still decoding, once some were dropped
         done = torch.zeros(B, dtype=torch.bool, device=dev)  # (b,) ended, not yet dropped
         emb = emb_n = None  # embed: sum of fed tokens' final states (B, H) and their count (B,)
+        every_row = torch.arange(B, device=dev) if s.embed else None
         n = 0
         for t in range(T):
             logp = _log_probs(logits, s.temperature)  # (b, V), log p_t: the step's one softmax
@@ -323,7 +323,8 @@ class HFSampler:
                 tok = logits.argmax(-1)  # (b,)
             else:
                 tok = _inverse_cdf(_top_p_filter(probs, s.top_p), uniform[:, t])  # (b,)
-            st = torch.stack(list(stats_from_log_probs(logp, tok, probs=probs).values()))  # (S, b)
+            named = stats_from_log_probs(logp, tok, probs=probs)
+            st = torch.stack([named[k] for k in STAT_NAMES])  # (S, b)
             if t:
                 tok.masked_fill_(done, self.pad_id)
             stopped = torch.isin(tok, stop)  # (b,)
@@ -352,7 +353,7 @@ class HFSampler:
             if s.embed:
                 if emb is None:
                     emb, emb_n = step[2].new_zeros((B, step[2].shape[1])), step[2].new_zeros(B)
-                idx = torch.arange(B, device=dev) if rows is None else rows
+                idx = every_row if rows is None else rows
                 emb.index_add_(0, idx, step[2] * pooled[:, None])  # (B, H)
                 emb_n.index_add_(0, idx, pooled.float())
         toks = toks[:n].T.contiguous()  # (B, n)

@@ -36,7 +36,7 @@ from urlvr.rewards.base import REWARD_TIMEOUT, RewardSpec, call_bounded
 from urlvr.stats import STAT_NAMES
 from urlvr.types import (AnswerRules, Completion, Example, Group, LabeledGroup, RewardOutput, RolloutBatch,
                          cluster_groups)
-from urlvr.watch.health import group_clusters, health_metrics
+from urlvr.watch.health import health_metrics
 from urlvr.watch.oracle import oracle_metrics
 
 __all__ = ["completions_from_batch", "build_groups", "Scores", "score_groups", "step_metrics"]
@@ -140,7 +140,7 @@ def score_groups(spec: RewardSpec, options: dict, groups: Sequence[Group], label
 def step_metrics(groups: Sequence[Group], labeled: Sequence[LabeledGroup], scores: Scores,
                  clusters: Sequence[Sequence[int | None]] | None = None) -> dict[str, float | None]:
     """Label-free health, reward components and errors, then (every group labelled) the oracle metrics."""
-    clusters = clusters if clusters is not None else group_clusters(groups)
+    clusters = clusters if clusters is not None else cluster_groups(groups)
     metrics: dict[str, Any] = health_metrics(groups, scores.rewards, scores.valid, clusters)
     metrics.update({f"reward/{k}": sum(v) / len(v) for k, v in scores.components.items() if v})
     metrics["reward/errors"] = len(scores.errors)

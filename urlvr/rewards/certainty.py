@@ -121,8 +121,9 @@ def _per_completion(group: Group, stat: Callable[[Completion], torch.Tensor], al
         pos = _positions(c, len(values), alignment, include_eos)
         if span == "answer":  # the answer's tokens only; a completion without one keeps every position
             answer = answer_token_positions(c, tokenizer)
-            if answer is not None and bool(torch.isin(pos, answer).any()):
-                pos = pos[torch.isin(pos, answer)]
+            inside = None if answer is None else torch.isin(pos, answer)
+            if inside is not None and bool(inside.any()):
+                pos = pos[inside]
         out.append(_reduce(_values_at(values, pos, alignment), reduce))
     return out
 
@@ -272,12 +273,5 @@ def probability_disparity(group: Group, tokenizer: Any = None, alignment: str = 
     (:func:`answer_token_positions`; ``tokenizer`` is needed unless tokens are characters). A
     completion without an answer, or whose span holds no selected position, uses all its tokens.
     """
-    _check_knobs(alignment, reduce, temperature)
-    out = []
-    for c in group.completions:
-        pos = _positions(c, len(c.top2_gap), alignment, include_eos)
-        span = answer_token_positions(c, tokenizer)
-        if span is not None and bool(torch.isin(pos, span).any()):
-            pos = pos[torch.isin(pos, span)]
-        out.append(_reduce(_values_at(c.top2_gap, pos, alignment), reduce))
-    return out
+    return _per_completion(group, lambda c: c.top2_gap, alignment, reduce, include_eos, temperature, "answer",
+                           tokenizer)

@@ -152,6 +152,19 @@ def get_task_class(name: str) -> Callable[..., Task]:
     return _REGISTRY[name]
 
 
+def check_template(template: Any, name: str) -> str:
+    """``template`` if it is a prompt template (a string with ``{question}``, literal braces doubled), else one
+    UrlvrError naming the setting ``name``."""
+    try:
+        ok = isinstance(template, str) and "{question}" in template and template.format(question="") is not None
+    except (KeyError, IndexError, ValueError):
+        ok = False
+    if not ok:
+        raise UrlvrError(f"{name} must contain {{question}} and write literal braces doubled, e.g. "
+                         f"'{{question}}\\nPut the answer in \\\\boxed{{{{}}}}.', got {template!r}")
+    return template
+
+
 def get_task(name: str, **options: Any) -> Task:
     """Build a registered task; unknown names or options raise one clear UrlvrError.
 
@@ -163,14 +176,7 @@ def get_task(name: str, **options: Any) -> Task:
         raise UrlvrError(f"unknown task {name!r}; choose one of: {', '.join(task_names())}")
     template = None
     if "template" in options and "template" not in inspect.signature(_REGISTRY[name]).parameters:
-        template = options.pop("template")
-        try:
-            ok = isinstance(template, str) and "{question}" in template and template.format(question="") is not None
-        except (KeyError, IndexError, ValueError):
-            ok = False
-        if not ok:
-            raise UrlvrError(f"task option template must be a string containing {{question}} (literal braces "
-                             f"doubled), got {template!r}")
+        template = check_template(options.pop("template"), "task option template")
     fallback = options.pop("fallback", ())
     fallback = (fallback,) if isinstance(fallback, str) else tuple(fallback or ())
     unknown = [f for f in fallback if f not in FALLBACKS]

@@ -39,7 +39,7 @@ from urlvr.errors import UrlvrError
 from urlvr.answers import extract_boxed, strip_spaces
 from urlvr.grading import canonical_answer, shared_grader
 from urlvr.io import read_json, read_jsonl
-from urlvr.tasks.base import Example, Problem, Task, register_task
+from urlvr.tasks.base import Example, Problem, Task, check_template, register_task
 
 __all__ = ["FileTask", "choice_letter", "choice_key", "GRADERS"]
 
@@ -92,7 +92,7 @@ class FileTask(Task):
         self.question_field, self.answer_field, self.id_field = question_field, answer_field, id_field
         self.max_question_chars = max_question_chars
         """A longer question is refused (a broken row, not a prompt: it would be tokenised and sampled as is)."""
-        self.template = _check_template(template or (CHOICE_TEMPLATE if grader == "choice" else MATH_TEMPLATE))
+        self.template = check_template(template or (CHOICE_TEMPLATE if grader == "choice" else MATH_TEMPLATE), "jsonl: template")
         self.rows = self._load()[:limit]
 
     def __len__(self) -> int:
@@ -216,14 +216,3 @@ def _read_table(path: Path) -> list[dict]:
         kind = "a datasets folder (save_to_disk)" if path.is_dir() else "a Parquet file"
         raise UrlvrError(f"jsonl: {path} is not {kind} that can be read ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:160]})") from None
-
-
-def _check_template(template: str) -> str:
-    try:
-        ok = "{question}" in template and template.format(question="") is not None
-    except (KeyError, IndexError, ValueError):
-        ok = False
-    if not ok:
-        raise UrlvrError("jsonl: template must contain {question} and write literal braces doubled, "
-                         "e.g. '{question}\\nPut the answer in \\\\boxed{{}}.'")
-    return template

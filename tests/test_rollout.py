@@ -219,9 +219,19 @@ def test_lora_rollout_merges_adapters_and_leaves_every_weight_bit_identical(tiny
     _same_batches(again, want)
 
 
-def test_bf16_autocast_rollout_keeps_its_cache_in_bf16_with_the_plain_paths_bits(tiny_model):
+def test_bf16_autocast_rollout_keeps_its_cache_in_bf16_with_the_plain_paths_bits(tiny_model, monkeypatch):
     """Under bf16 autocast the buffered cache stores keys and values in bf16 (attention would cast them at every
     step): the same tokens and statistics as the plain path, which keeps them in float32."""
+    import urlvr.rollout
+
+    stored = []  # the dtype of every buffered layer's keys and values when filled
+    fill = urlvr.rollout._BufferedLayer.fill
+
+    def recording_fill(self, *args, **kw):
+        fill(self, *args, **kw)
+        stored.append((self._k.dtype, self._v.dtype))
+
+    monkeypatch.setattr(urlvr.rollout._BufferedLayer, "fill", recording_fill)
     model, tok = load_model(tiny_model, device="cpu")
     prompts = ["3+4\n", "12+7\n", "5+5\n", "123+4\n"] * 3
     settings = SamplingSettings(temperature=0.9, max_new_tokens=12)
@@ -231,7 +241,10 @@ def test_bf16_autocast_rollout_keeps_its_cache_in_bf16_with_the_plain_paths_bits
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert fast._cache_dtype() == torch.bfloat16 and plain._cache_dtype() is None
         want = plain.generate(prompts, settings, seed=7)
+        plain_stored, stored[:] = list(stored), []
         got = fast.generate(prompts, settings, seed=7)
+    assert plain_stored and set(plain_stored) == {(torch.float32, torch.float32)}
+    assert stored and set(stored) == {(torch.bfloat16, torch.bfloat16)}
     assert fast._cache_dtype() is None  # float32 outside autocast
     _same_batches(got, want)
     assert all(v.dtype == torch.float32 for v in got.stats.values())

@@ -31,7 +31,8 @@ def test_reproduce_smoke_writes_findings_and_figures(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     text = (out / "FINDINGS.md").read_text()
-    for figure in ("fig1_families.png", "fig2_dataset_size.png", "fig3_mcs_gt_gain.png", "fig4_external.png"):
+    for figure in ("fig1_families.png", "fig2_dataset_size.png", "fig3_mcs_gt_gain.png", "fig4_external.png",
+                   "fig5_certainty.png"):
         assert (out / figure).read_bytes()[:4] == b"\x89PNG" and f"]({figure})" in text
     data = json.loads((out / "findings.json").read_text())
     assert len(data["findings"]) == 7  # the paper's six and the certainty explanation (the smoke plan has no real LM)

@@ -88,7 +88,8 @@ def measure_preferences(model: str, task: str, task_options: dict, settings: dic
         "within_group_diff": within_group_diff(sc, correct),
         "mean": statistics.fmean(v for row in sc for v in row if v is not None),
         "parts": {("correct" if ok else "wrong"): {k: statistics.fmean(v) for k, v in d.items()}
-                  for ok, d in parts.items() if d}}
+                  for ok, d in parts.items() if d},
+        "completions": {("correct" if ok else "wrong"): len(next(iter(d.values()), [])) for ok, d in parts.items()}}
     return out
 
 

@@ -37,7 +37,7 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command("demo", "the main job: aligned vs misaligned prior, majority vote vs gold", train.add_demo, train.run_demo),
-    Command("train", "train with a recipe: urlvr train RECIPE.yaml [key=value ...]", train.add_train, train.run_train),
+    Command("train", "train: urlvr train [RECIPE.yaml] [key=value ...]", train.add_train, train.run_train),
     Command("testbed", "testbed models with controlled priors", train.add_testbed, train.run_testbed),
     Command("tasks", "list the registered tasks", train.add_nothing, train.run_tasks),
     Command("rewards", "list the registered rewards with their family and summary", train.add_nothing,

@@ -44,7 +44,8 @@ def add_common_args(ap, reps: int = 5, warmup: int = 1) -> None:
 
 def add_workload_args(ap, size: str = "tiny") -> None:
     """The GRPO work of a step: model size, prompts, group size, maximum response length."""
-    ap.add_argument("--size", default=size, help=f"testbed model size: tiny, small, base (default {size})")
+    ap.add_argument("--size", default=size,
+                    help=f"a random-weight testbed size (tiny, small, base) or smollm2 (real weights); default {size}")
     ap.add_argument("--prompts", type=int, default=8, help="prompts (groups) per step (default 8)")
     ap.add_argument("--group", type=int, default=8, help="completions per prompt (default 8)")
     ap.add_argument("--max-new-tokens", type=int, default=32, help="maximum response length (default 32)")

@@ -21,6 +21,8 @@ import argparse
 import json
 import statistics
 import sys
+
+import yaml
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,8 +77,6 @@ def main() -> int:
             res = collapse_lead.run(name, seed, out, args.val_every, args.val_problems, kl_every=1)
             run_dir = out / f"{name}_seed{seed}"
             rows = read_jsonl(run_dir / "metrics.jsonl")
-            import yaml
-
             cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
             online = next((r["step"] for r in rows if r.get("diag/collapse_fired")), None)
             by_k = {k: replay(rows, cfg, k) for k in everies}

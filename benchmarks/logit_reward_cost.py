@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import add_common_args, add_workload_args, machine, ratio, setup, summary, testbed_model, urlvr_trainer
+from harness import add_common_args, add_workload_args, bench_model, machine, ratio, setup, summary, urlvr_trainer
 
 REWARDS = ("gold", "self_certainty", "token_entropy")
 
@@ -40,7 +40,7 @@ def main() -> None:
     import urlvr.trainer
 
     tmp = Path(tempfile.mkdtemp(prefix="urlvr-logit-cost-"))
-    path = testbed_model(args.size, tmp)
+    path = bench_model(args.size, tmp)
     trainers = {r: urlvr_trainer(path, tmp / r, args.prompts, args.group, args.max_new_tokens, reward=r, lr=1e-7).steps()
                 for r in REWARDS}
     times = {r: [] for r in REWARDS}
@@ -69,7 +69,7 @@ def main() -> None:
             step(reward)
     w = args.warmup
     print(f"machine: {machine()}")
-    print(f"model testbed {args.size} (random weights); {args.prompts} prompts x {args.group} completions, "
+    print(f"model {args.size}; {args.prompts} prompts x {args.group} completions, "
           f"max_new_tokens {args.max_new_tokens}; {args.reps} steps each after {w} warm-up, interleaved")
     print(f"{'reward':<16} {'step ms':>18} {'tokens/step':>12} {'step vs gold (paired)':>24} {'scoring ms':>20} "
           f"{'extra scoring':>14}")

@@ -51,7 +51,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from harness import REPO, add_common_args, interleaved, machine, setup, summary, testbed_model
+from harness import REPO, add_common_args, bench_model, interleaved, machine, setup, summary
 
 MATH500 = REPO.parent / "shared" / "data" / "math500.jsonl"
 NEVER = (-1,)
@@ -139,7 +139,7 @@ def main() -> None:
     import torch
 
     import urlvr.rollout as now
-    from urlvr.loading import load_model, resolve_model
+    from urlvr.loading import load_model
     from urlvr.rollout import HFSampler, SamplingSettings
 
     before = load_rollout(args.before, args.before_stats) if args.before else None
@@ -147,7 +147,7 @@ def main() -> None:
     drift: list[str] = []
     for size in args.sizes:
         real = size == "smollm2"
-        path = resolve_model("smollm2", "arithmetic", None) if real else testbed_model(size)
+        path = bench_model(size)
         model, tok = load_model(path, device="cpu", dtype="float32")
         lora = with_lora(load_model(path, device="cpu", dtype="float32")[0]) if real and args.lora else None
         stop = HFSampler(model, tok).stop_ids

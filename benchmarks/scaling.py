@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import add_common_args, machine, setup, testbed_model, urlvr_trainer
+from harness import add_common_args, bench_model, machine, setup, urlvr_trainer
 
 BASE = {"prompts": 4, "group": 8, "tokens": 16}
 LIMIT = 1.15
@@ -125,10 +125,10 @@ def main() -> None:
         code_axes = {"group": [4, 16, 64, 256], "prompts": [2, 8, 32, 128], "tokens": [16, 64, 256]}
     setup(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="urlvr-scaling-"))
-    path = testbed_model(args.size, tmp)
+    path = bench_model(args.size, tmp)
     print(f"machine: {machine()}")
     print(f"base {BASE['prompts']} prompts x {BASE['group']} completions x {BASE['tokens']} tokens; "
-          f"testbed {args.size} (random weights); median of {args.reps} steps after {args.warmup} warm-up per point")
+          f"model {args.size}; median of {args.reps} steps after {args.warmup} warm-up per point")
     worst = []
     print("\n1. whole step (ms per step; k = growth exponent)")
     for axis, values in model_axes.items():

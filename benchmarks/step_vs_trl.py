@@ -88,7 +88,6 @@ def main() -> None:
     work = dict(prompts=args.prompts, group=args.group, max_new_tokens=args.max_new_tokens, lr=args.lr)
     urlvr = urlvr_trainer(path, tmp / "urlvr", **work).steps()
     print(f"machine: {machine()}")
-    results = {}
     for preset in presets:
         u_step, u_gen, t_step, t_gen, t0 = [], [], [], [0.0] * steps, [0.0]
         profs = {"urlvr": cProfile.Profile(), "TRL": cProfile.Profile()} if args.profile else {}
@@ -150,7 +149,6 @@ def main() -> None:
                 parts["rest"] = total - sum(v for k, v in parts.items() if k in TOP_LEVEL)
                 print(f"  profile {arm}: step {total * 1e3:.0f} ms = " + ", ".join(
                     f"{k} {v * 1e3:.0f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])) + " ms")
-        results[preset] = r
 
 
 if __name__ == "__main__":

@@ -219,6 +219,23 @@ def test_lora_rollout_merges_adapters_and_leaves_every_weight_bit_identical(tiny
     _same_batches(again, want)
 
 
+def test_a_lora_weight_tied_to_another_module_is_never_merged(tiny_model):
+    """An adapted lm_head that shares its weight with the embedding: merging would change the embedding too, so
+    the sampler runs the adapters unmerged (and the same adapters untied do merge)."""
+    from peft import LoraConfig, get_peft_model
+
+    from urlvr.rollout import merged_lora
+
+    for tied in (True, False):
+        model, _ = load_model(tiny_model, device="cpu")
+        assert model.lm_head.weight is model.get_input_embeddings().weight  # the testbed ties them, as SmolLM2 does
+        if not tied:
+            model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
+        policy = get_peft_model(model, LoraConfig(r=4, target_modules=["lm_head", "q_proj"])).eval()
+        with merged_lora(policy) as merged:
+            assert merged is (not tied)
+
+
 def test_bf16_autocast_rollout_keeps_its_cache_in_bf16_with_the_plain_paths_bits(tiny_model, monkeypatch):
     """Under bf16 autocast the buffered cache stores keys and values in bf16 (attention would cast them at every
     step): the same tokens and statistics as the plain path, which keeps them in float32."""

@@ -17,6 +17,7 @@ backends (vLLM) plug in behind the same two calls without changes to the trainer
 
 from __future__ import annotations
 
+import collections
 import inspect
 from contextlib import contextmanager, nullcontext
 from typing import Iterator, Protocol, Sequence
@@ -511,7 +512,11 @@ def merged_lora(model) -> Iterator[bool]:
     Yields whether it merged. Anything else runs unchanged: not a peft model, tuners other than LoRA,
     several active adapters, LoRA layers that are not plain ``nn.Linear`` ones (quantised bases,
     embeddings, ``fan_in_fan_out``), variants (DoRA), LoRA biases, adapters already merged or disabled,
-    or LoRA dropout active (a model in training mode).
+    LoRA dropout active (a model in training mode), or an adapted weight tied to another module's (merging
+    would change that module too). Precision, stated: under bf16/fp16 autocast the sampler computes
+    ``bf16(W + s·B A) x`` where the update computes ``bf16(W) x + s·B(A x)``, so an adapter delta below
+    the rounding step of ``W`` is rounded away while sampling (a sampler/update gap on top of the one bf16
+    already has); in float32 the two agree up to float rounding.
     """
     layers = _lora_layers(model)
     if not layers:
@@ -558,6 +563,9 @@ def _lora_layers(model) -> list:
                 or m.disable_adapters or a in getattr(m, "lora_variant", {}) or m.lora_bias.get(a, False)
                 or (m.training and getattr(m.lora_dropout[a], "p", 0) > 0)):
             return []
+    uses = collections.Counter(id(w) for _, w in model.named_parameters(remove_duplicate=False))
+    if any(uses[id(m.get_base_layer().weight)] > 1 for m in layers):  # tied (an lm_head sharing the embedding)
+        return []
     return layers
 
 

@@ -419,6 +419,24 @@ class _Worker:
 
 # ---- the worker pool and its verdict caches -------------------------------------------------------
 
+def _one_per_group(pending: collections.deque, budgets: list, n: int) -> list[int]:
+    """Take up to ``n`` items from ``pending`` (in order) with at most one per vote group (:class:`_Budget`): a
+    worker grades its batch item after item, so two items of one group in a batch would charge the group for
+    both in turn and delay its skips; spread over batches they run side by side, as one group alone does."""
+    batch, groups = [], set()
+    for i in pending:
+        if len(batch) == n:
+            break
+        b = budgets[i]
+        if b is None or id(b) not in groups:
+            batch.append(i)
+            if b is not None:
+                groups.add(id(b))
+    for i in batch:
+        pending.remove(i)
+    return batch
+
+
 class _Pool:
     """Worker processes and the loop that grades a list of items on them (no verdict is kept here)."""
 
@@ -509,7 +527,7 @@ class _Pool:
         self.stats["rounds"] += 1
         pending = collections.deque(todo)
         hard = self.timeout + (self.GRACE if self.soft_timeout else 0.0)
-        chunk = max(1, min(16, len(todo) // (4 * self.workers)))  # small batches item by item: skips act at once
+        chunk = max(1, min(16, len(todo) // (4 * self.workers)))  # small batches: skips act at once
         charged_at, charging = time.monotonic(), set()  # budgets charged for the time since charged_at
         wake = None  # when to look again at a worker busy with an item dropped meanwhile
         while True:
@@ -527,7 +545,7 @@ class _Pool:
                 break
             for w in self._workers:
                 if w.ready and not w.inflight and pending:
-                    batch = [pending.popleft() for _ in range(min(chunk, len(pending)))]
+                    batch = _one_per_group(pending, budgets, chunk)
                     try:
                         w.send_conn.send([items[i] for i in batch])
                     except (OSError, ValueError):  # worker died while idle: retry on a fresh one

@@ -130,8 +130,8 @@ def end_over_start(rows: list[dict], key: str, frac: float = 0.2) -> float | Non
     """Mean of ``key`` over the last ``frac`` of a run's training steps over its mean over the first ``frac``
     (None with fewer than 5 values or a zero start).
 
-    >>> end_over_start([{"step": s, "x": float(s)} for s in range(11)], "x")
-    5.0
+    >>> round(end_over_start([{"step": s, "x": float(s)} for s in range(11)], "x"), 4)  # mean(9, 10) / mean(1, 2)
+    6.3333
     """
     vals = [r[key] for r in rows if r["step"] > 0 and r.get(key) is not None]
     if len(vals) < 5:
